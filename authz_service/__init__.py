@@ -1,0 +1,1 @@
+"""API-key authentication for Envoy's ext_authz filter (gRPC) backed by Postgres."""

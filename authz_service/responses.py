@@ -1,0 +1,90 @@
+"""Build ext_authz CheckResponses (xds-protos messages). Denials are built once and reused."""
+
+from __future__ import annotations
+
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse, DeniedHttpResponse, OkHttpResponse
+from envoy.type.v3.http_status_pb2 import HttpStatus
+from google.protobuf.struct_pb2 import Struct
+from google.rpc import code_pb2, status_pb2
+
+from authz_service.store import KeyRecord
+from common import errors
+
+OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+# Credentials stop at the gateway: the upstream only learns who called via x-gateway-*.
+CREDENTIAL_HEADERS = ("authorization", "x-api-key")
+JSON_HEADER = HeaderValueOption(
+    header=HeaderValue(key="content-type", value=errors.JSON_CONTENT_TYPE), append_action=OVERWRITE
+)
+
+
+def denied(
+    http_status: int, error: str, detail: str, code: str, retry_after: int | None = None
+) -> CheckResponse:
+    headers = [JSON_HEADER]
+    if retry_after is not None:
+        headers.append(HeaderValueOption(header=HeaderValue(key="retry-after", value=str(retry_after))))
+    if http_status == 401:
+        headers.append(
+            HeaderValueOption(header=HeaderValue(key="www-authenticate", value='Bearer realm="api"'))
+        )
+    grpc_code = {401: code_pb2.UNAUTHENTICATED, 403: code_pb2.PERMISSION_DENIED}.get(
+        http_status, code_pb2.UNAVAILABLE
+    )
+    return CheckResponse(
+        status=status_pb2.Status(code=grpc_code),
+        denied_response=DeniedHttpResponse(
+            status=HttpStatus(code=http_status),
+            headers=headers,
+            body=errors.error_body(error, detail, code).decode(),
+        ),
+    )
+
+
+def _unauthenticated(detail: str) -> CheckResponse:
+    return denied(401, "Authentication failed", detail, errors.AUTHENTICATION_ERROR)
+
+
+MISSING_KEY = _unauthenticated("Missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'.")
+MALFORMED_KEY = _unauthenticated(
+    "Malformed API key: expected 'Bearer sk_live_…', 'sk_test_…' or 'sk_dev_…' followed by 32+ characters."
+)
+UNKNOWN_KEY = _unauthenticated("Unknown API key.")
+REVOKED_KEY = _unauthenticated("This API key has been revoked.")
+EXPIRED_KEY = _unauthenticated("This API key has expired.")
+STORE_UNAVAILABLE = denied(
+    503,
+    "Service unavailable",
+    "The key store is unreachable; try again shortly.",
+    errors.SERVICE_UNAVAILABLE,
+    retry_after=1,
+)
+
+
+def allowed(record: KeyRecord) -> CheckResponse:
+    """OK: identify the caller upstream (overwriting spoofed copies) and drop the credentials."""
+    metadata = Struct()
+    metadata.update({"key_id": record.id, "plan": record.plan, "owner": record.owner})
+    if record.rate_limit_minute is not None:
+        metadata["rate_limit_minute"] = record.rate_limit_minute
+    if record.rate_limit_hour is not None:
+        metadata["rate_limit_hour"] = record.rate_limit_hour
+    return CheckResponse(
+        status=status_pb2.Status(code=code_pb2.OK),
+        ok_response=OkHttpResponse(
+            headers=[
+                HeaderValueOption(
+                    header=HeaderValue(key="x-gateway-key-id", value=record.id), append_action=OVERWRITE
+                ),
+                HeaderValueOption(
+                    header=HeaderValue(key="x-gateway-owner", value=record.owner), append_action=OVERWRITE
+                ),
+                HeaderValueOption(
+                    header=HeaderValue(key="x-gateway-plan", value=record.plan), append_action=OVERWRITE
+                ),
+            ],
+            headers_to_remove=CREDENTIAL_HEADERS,
+        ),
+        dynamic_metadata=metadata,
+    )

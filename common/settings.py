@@ -1,0 +1,39 @@
+"""Flags with environment fallbacks: every service option is `--flag` or `ENV_VAR`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from typing import Any
+
+
+def env_default(env: str, default: Any, cast: Callable[[str], Any] = str) -> Any:
+    """The value of `env` cast with `cast`, or `default` when unset or empty."""
+    raw = os.environ.get(env, "")
+    return cast(raw) if raw else default
+
+
+def add_option(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    default: Any,
+    help: str,
+    cast: Callable[[str], Any] = str,
+) -> None:
+    """Add `flag` whose default comes from `env`, and say so in --help."""
+    parser.add_argument(
+        flag,
+        default=env_default(env, default, cast),
+        type=cast,
+        help=f"{help} (env {env}, default: {default})",
+    )
+
+
+def positive_int(raw: str) -> int:
+    """argparse type for counts and limits: an integer >= 1."""
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {raw}")
+    return value

@@ -1,0 +1,68 @@
+"""Render envoy.yaml.tmpl into a bootstrap Envoy can load (Envoy does not expand env vars).
+
+Usage: python envoy/render.py [--out FILE]  (values from the environment, see DEFAULTS).
+No __init__.py here on purpose: `envoy` is also the package xds-protos installs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import string
+from pathlib import Path
+
+TEMPLATE = Path(__file__).with_name("envoy.yaml.tmpl")
+
+# Template placeholder → (environment variable, default).
+DEFAULTS: dict[str, tuple[str, str]] = {
+    "listen_host": ("GATEWAY_HOST", "127.0.0.1"),
+    "listen_port": ("GATEWAY_PORT", "8000"),
+    "admin_port": ("ENVOY_ADMIN_PORT", "9901"),
+    "authz_host": ("AUTHZ_HOST", "127.0.0.1"),
+    "authz_port": ("AUTHZ_GRPC_PORT", "9001"),
+    "ratelimit_host": ("RATELIMIT_HOST", "127.0.0.1"),
+    "ratelimit_port": ("RATELIMIT_GRPC_PORT", "9011"),
+    "adapter_host": ("ADAPTER_HOST", "127.0.0.1"),
+    "adapter_port": ("ADAPTER_PORT", "8001"),
+    "cors_origins": ("CORS_ORIGINS", "*"),
+    "ratelimit_failure_mode_deny": ("RATELIMIT_FAILURE_MODE_DENY", "false"),
+}
+
+
+def cors_origin_matchers(origins: str) -> str:
+    """`*` or a comma-separated list of exact origins → Envoy StringMatchers (JSON is YAML)."""
+    wanted = [o.strip() for o in origins.split(",") if o.strip()]
+    if not wanted or "*" in wanted:
+        return json.dumps([{"safe_regex": {"regex": ".*"}}])
+    return json.dumps([{"exact": o} for o in wanted])
+
+
+def values_from_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    values = {name: os.environ.get(env) or default for name, (env, default) in DEFAULTS.items()}
+    values.update(overrides or {})
+    return values
+
+
+def render(values: dict[str, str]) -> str:
+    unknown = set(values) - set(DEFAULTS)
+    if unknown:
+        raise KeyError(f"unknown template values: {', '.join(sorted(unknown))}")
+    filled = {**values, "cors_origin_matchers": cors_origin_matchers(values["cors_origins"])}
+    # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
+    return string.Template(TEMPLATE.read_text()).substitute(filled)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="write here instead of stdout")
+    args = parser.parse_args()
+    text = render(values_from_env())
+    if args.out:
+        args.out.write_text(text)
+    else:
+        print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Sliding-window rate limiting for Envoy's ratelimit filter (gRPC) backed by Redis."""

@@ -1,0 +1,75 @@
+"""`python -m stack`: run the whole gateway locally (what `make run` does).
+
+Starts Envoy, the authz and ratelimit sidecars, the inference adapter and Triton under
+honcho (see Procfile), plus an embedded Redis (Valkey) and PostgreSQL when REDIS_URL /
+DATABASE_URL are not set. Waits until everything answers and prints the dev API key.
+Ctrl-C stops everything. Ports and options come from the environment (see README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from pathlib import Path
+
+from authz_service import keys
+from stack import ROOT, RUN_DIR
+from stack.ports import DEFAULT_PORTS, port
+
+PROCESSES = ["triton", "adapter", "authz", "ratelimit", "envoy", "ready"]
+
+
+def port_in_use(p: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", p)) == 0
+
+
+def stack_env() -> tuple[dict[str, str], list[str]]:
+    """The environment for every process, and which processes to start."""
+    env = dict(os.environ)
+    names = list(PROCESSES)
+    for name in DEFAULT_PORTS:
+        env.setdefault(name, str(port(name)))
+    if not env.get("REDIS_URL"):
+        env["REDIS_URL"] = f"redis://127.0.0.1:{env['EMBEDDED_REDIS_PORT']}/0"
+        env["EMBEDDED_REDIS"] = "1"
+        names.insert(0, "redis")
+    if not env.get("DATABASE_URL"):
+        env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{env['EMBEDDED_POSTGRES_PORT']}/postgres"
+        env["EMBEDDED_POSTGRES"] = "1"
+        names.insert(0, "postgres")
+    if not env.get("TEST_API_KEY"):
+        env["TEST_API_KEY"] = keys.generate_key("sk_dev")  # a new dev key per run, as the seed does
+    env["TRITON_GRPC_URL"] = f"127.0.0.1:{env['TRITON_GRPC_PORT']}"
+    env["TRITON_METRICS_URL"] = f"http://127.0.0.1:{env['TRITON_METRICS_PORT']}/metrics"
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env, names
+
+
+def check_ports_free(env: dict[str, str], names: list[str]) -> None:
+    wanted = [n for n in DEFAULT_PORTS if not n.startswith("EMBEDDED_")]
+    wanted += [f"EMBEDDED_{s.upper()}_PORT" for s in ("redis", "postgres") if s in names]
+    busy = [f"{n}={env[n]}" for n in wanted if port_in_use(int(env[n]))]
+    if busy:
+        raise SystemExit(
+            f"stack: ports already in use: {', '.join(busy)}. Stop what uses them (an earlier run?) "
+            "or choose other ports with these environment variables."
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(prog="python -m stack", description=__doc__).parse_args(argv)
+    env, names = stack_env()
+    check_ports_free(env, names)
+    RUN_DIR.mkdir(exist_ok=True)
+    print(f"stack: starting {', '.join(names)} (logs below, prefixed by process)", flush=True)
+    honcho = str(Path(sys.executable).parent / "honcho")
+    os.chdir(ROOT)
+    os.execve(honcho, [honcho, "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", *names], env)
+
+
+if __name__ == "__main__":
+    main()

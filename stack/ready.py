@@ -1,0 +1,111 @@
+"""`python -m stack.ready`: wait until every part of the local stack answers, then print the key.
+
+Runs as one more process under honcho and then stays idle (honcho stops everything when
+any process exits, so this one must not).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from stack.ports import port
+
+PROGRESS_EVERY_S = 5.0
+SLOW_START_WARNING_S = 300.0
+
+
+def tcp_open(p: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", p), timeout=0.3):
+            return True
+    except OSError:
+        return False
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def grpc_serving(p: int) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{p}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+        return reply.status == health_pb2.HealthCheckResponse.SERVING
+    except grpc.RpcError:
+        return False
+
+
+def checks() -> dict[str, Callable[[], bool]]:
+    found: dict[str, Callable[[], bool]] = {}
+    if os.environ.get("EMBEDDED_REDIS") == "1":
+        found["redis"] = lambda: tcp_open(port("EMBEDDED_REDIS_PORT"))
+    if os.environ.get("EMBEDDED_POSTGRES") == "1":
+        found["postgres"] = lambda: tcp_open(port("EMBEDDED_POSTGRES_PORT"))
+    found |= {
+        "triton (loading the model)": lambda: http_ok(
+            f"http://127.0.0.1:{port('TRITON_HTTP_PORT')}/v2/health/ready"
+        ),
+        "adapter": lambda: http_ok(f"http://127.0.0.1:{port('ADAPTER_PORT')}/ready"),
+        "authz": lambda: grpc_serving(port("AUTHZ_GRPC_PORT")),
+        "ratelimit": lambda: grpc_serving(port("RATELIMIT_GRPC_PORT")),
+        "envoy": lambda: http_ok(f"http://127.0.0.1:{port('GATEWAY_PORT')}/ready"),
+    }
+    return found
+
+
+def banner(elapsed: float) -> str:
+    gateway = port("GATEWAY_PORT")
+    key = os.environ.get("TEST_API_KEY", "<see the authz log line 'Dev API key'>")
+    return "\n".join([
+        "",
+        f"Gateway ready on http://localhost:{gateway} (all parts up in {elapsed:.0f} s)",
+        f"Dev API key: {key}",
+        "Try:",
+        f"  curl -H \"Authorization: Bearer {key}\" -d '{{\"input_text\":\"Hello, world!\"}}' "
+        f"localhost:{gateway}/v1/embed",
+        f"  curl localhost:{gateway}/health",
+        "Ctrl-C stops everything.",
+        "",
+    ])  # fmt: skip
+
+
+def wait_all() -> float:
+    start = time.monotonic()
+    pending = checks()
+    last_report = 0.0
+    warned = False
+    while pending:
+        pending = {name: check for name, check in pending.items() if not check()}
+        elapsed = time.monotonic() - start
+        if pending and elapsed - last_report >= PROGRESS_EVERY_S:
+            print(f"waiting for: {', '.join(pending)} ({elapsed:.0f} s)", flush=True)
+            last_report = elapsed
+        if pending and not warned and elapsed > SLOW_START_WARNING_S:
+            print("still not ready after 5 minutes: check the log lines of the parts above", flush=True)
+            warned = True
+        time.sleep(0.5)
+    return time.monotonic() - start
+
+
+def main() -> None:
+    print("waiting for every part of the stack to answer…", flush=True)
+    print(banner(wait_all()), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    while True:
+        signal.pause()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""Session fixtures: the real stack (Valkey, Postgres, Triton, adapter, sidecars, Envoy) on free ports."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import httpx
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authz_service import keys
+from authz_service.store import PostgresKeyStore
+from stack import envoy as envoy_launcher
+from stack import postgres as pg_launcher
+from tests.procs import Proc, free_port, python_module
+
+pytest_plugins = ["tests.inference_fixtures"]
+
+# Small on purpose: the 4th request in a minute is refused. Tests use a fresh key each.
+TEST_RATE_LIMIT_MINUTE = 3
+ALLOWED_ORIGIN = "https://app.example.com"
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("stack")
+
+
+@pytest.fixture(scope="session")
+def redis_url(run_dir: Path) -> Iterator[str]:
+    port = free_port()
+    proc = Proc("redis", python_module("stack.redis", "--port", str(port), "--dir", str(run_dir / "redis")), run_dir)
+    proc.wait_port(port, 15)
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url(run_dir: Path) -> Iterator[str]:
+    port = free_port()
+    # Postgres runs as `nobody` when we are root: its folder must be reachable by that user.
+    base = pg_launcher.usable_base_dir(run_dir / "postgres")
+    proc = Proc("postgres", python_module("stack.postgres", "--port", str(port), "--dir", str(base)), run_dir)
+    proc.wait_port(port, 60)
+    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    proc.stop()
+
+
+def grpc_serving(port: int) -> bool:
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+@pytest.fixture(scope="session")
+def dev_key() -> str:
+    return keys.generate_key("sk_test")
+
+
+@pytest.fixture(scope="session")
+def authz_port(run_dir: Path, database_url: str, dev_key: str) -> Iterator[int]:
+    port = free_port()
+    env = {"DATABASE_URL": database_url, "TEST_API_KEY": dev_key, "AUTHZ_CACHE_TTL": "1"}
+    proc = Proc("authz", python_module("authz_service", "--grpc-port", str(port)), run_dir, env)
+    proc.wait_until(lambda: grpc_serving(port), 60, "serving")
+    yield port
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def ratelimit_port(run_dir: Path, redis_url: str) -> Iterator[int]:
+    port = free_port()
+    args = ["--grpc-port", str(port), "--rate-limit-minute", str(TEST_RATE_LIMIT_MINUTE)]
+    proc = Proc("ratelimit", python_module("ratelimit_service", *args), run_dir, {"REDIS_URL": redis_url})
+    proc.wait_until(lambda: grpc_serving(port), 30, "serving")
+    yield port
+    proc.stop()
+
+
+@dataclass(frozen=True)
+class Gateway:
+    url: str
+    admin_url: str
+    dev_key: str
+    database_url: str
+
+    def new_key(self, prefix: str = "sk_test") -> str:
+        """A fresh key in the real store, so each test has its own rate-limit windows."""
+        key = keys.generate_key(prefix)
+
+        async def add() -> None:
+            store = await PostgresKeyStore.connect(self.database_url, retry_seconds=5)
+            try:
+                await store.add_key(key, name="test", owner="tests")
+            finally:
+                await store.close()
+
+        asyncio.run(add())
+        return key
+
+
+@pytest.fixture(scope="session")
+def gateway(run_dir: Path, authz_port: int, ratelimit_port: int, inference_adapter: str, database_url: str,
+            dev_key: str) -> Iterator[Gateway]:  # fmt: skip
+    port, admin_port = free_port(), free_port()
+    adapter_port = httpx.URL(inference_adapter).port
+    overrides = {
+        "listen_port": str(port), "admin_port": str(admin_port),
+        "authz_port": str(authz_port), "ratelimit_port": str(ratelimit_port),
+        "adapter_port": str(adapter_port), "cors_origins": ALLOWED_ORIGIN,
+    }  # fmt: skip
+    config = envoy_launcher.write_config(run_dir / "envoy.yaml", overrides)
+    envoy_launcher.validate(config)
+    proc = Proc("envoy", envoy_launcher.envoy_args(config), run_dir)
+    url = f"http://127.0.0.1:{port}"
+    admin = f"http://127.0.0.1:{admin_port}"
+
+    def sidecars_healthy() -> bool:
+        hosts = httpx.get(f"{admin}/clusters", timeout=1).text.splitlines()
+        healthy = {line.split("::")[0] for line in hosts if line.endswith("health_flags::healthy")}
+        return {"authz", "ratelimit"} <= healthy and httpx.get(f"{url}/ready", timeout=2).status_code == 200
+
+    proc.wait_until(sidecars_healthy, 30, "routing to healthy sidecars")
+    yield Gateway(url, admin, dev_key, database_url)
+    proc.stop()
+
+
+@pytest.fixture
+def client(gateway: Gateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+        yield http
