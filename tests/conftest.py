@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
+import asyncpg
 import grpc
 import httpx
 import pytest
@@ -33,7 +35,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def redis_url(run_dir: Path) -> Iterator[str]:
     port = free_port()
-    proc = Proc("redis", python_module("stack.redis", "--port", str(port), "--dir", str(run_dir / "redis")), run_dir)
+    proc = Proc(
+        "redis", python_module("stack.redis", "--port", str(port), "--dir", str(run_dir / "redis")), run_dir
+    )
     proc.wait_port(port, 15)
     yield f"redis://127.0.0.1:{port}/0"
     proc.stop()
@@ -88,19 +92,31 @@ class Gateway:
     dev_key: str
     database_url: str
 
-    def new_key(self, prefix: str = "sk_test") -> str:
+    def new_key(self, prefix: str = "sk_test", expires_at: datetime | None = None) -> str:
         """A fresh key in the real store, so each test has its own rate-limit windows."""
         key = keys.generate_key(prefix)
 
         async def add() -> None:
             store = await PostgresKeyStore.connect(self.database_url, retry_seconds=5)
             try:
-                await store.add_key(key, name="test", owner="tests")
+                await store.add_key(key, name="test", owner="tests", expires_at=expires_at)
             finally:
                 await store.close()
 
         asyncio.run(add())
         return key
+
+    def execute(self, query: str, *args: object) -> None:
+        """Run SQL on the key store directly (for states the API cannot reach yet)."""
+
+        async def run() -> None:
+            conn = await asyncpg.connect(self.database_url)
+            try:
+                await conn.execute(query, *args)
+            finally:
+                await conn.close()
+
+        asyncio.run(run())
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,11 @@ class Proc:
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
-            args, cwd=ROOT, env=full_env, stdout=self._log, stderr=subprocess.STDOUT,
+            args,
+            cwd=ROOT,
+            env=full_env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
 
@@ -57,7 +61,7 @@ class Proc:
             try:
                 if ready():
                     return
-            except Exception:  # noqa: BLE001 - any failure means "not ready yet"
+            except Exception:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"{self.name} not {what} after {timeout}s:\n{self.log_tail()}")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from authz_service import keys
 from tests.conftest import ALLOWED_ORIGIN, TEST_RATE_LIMIT_MINUTE, Gateway
 
 EMBED = "/v1/embed"
@@ -32,13 +34,25 @@ def test_no_key_is_401_json(client: httpx.Client) -> None:
 
 def test_malformed_key_is_401(client: httpx.Client) -> None:
     for headers in (bearer("sk_live_short"), bearer("pk_live_" + "a" * 40), {"Authorization": "Basic abc"}):
-        body = assert_error(client.post(EMBED, json={"input_text": "hi"}, headers=headers), 401, "AUTHENTICATION_ERROR")
+        body = assert_error(
+            client.post(EMBED, json={"input_text": "hi"}, headers=headers), 401, "AUTHENTICATION_ERROR"
+        )
         assert "Malformed" in body["detail"]
 
 
 def test_unknown_well_formed_key_is_401(client: httpx.Client) -> None:
     response = client.post(EMBED, json={"input_text": "hi"}, headers=bearer("sk_live_" + "x" * 43))
     assert "Unknown" in assert_error(response, 401, "AUTHENTICATION_ERROR")["detail"]
+
+
+def test_revoked_and_expired_keys_are_401(client: httpx.Client, gateway: Gateway) -> None:
+    revoked = gateway.new_key()
+    gateway.execute("UPDATE api_keys SET revoked_at = now() WHERE key_hash = $1", keys.hash_key(revoked))
+    response = client.post(EMBED, json={"input_text": "hi"}, headers=bearer(revoked))
+    assert "revoked" in assert_error(response, 401, "AUTHENTICATION_ERROR")["detail"]
+    expired = gateway.new_key(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    response = client.post(EMBED, json={"input_text": "hi"}, headers=bearer(expired))
+    assert "expired" in assert_error(response, 401, "AUTHENTICATION_ERROR")["detail"]
 
 
 def test_valid_key_gets_a_unit_norm_embedding(client: httpx.Client, gateway: Gateway) -> None:
@@ -84,7 +98,9 @@ def test_fourth_request_in_a_minute_is_429_with_seed_body(client: httpx.Client, 
     assert int(denied.headers["x-ratelimit-reset"]) == retry_after
 
 
-def test_limits_follow_the_authenticated_key_not_spoofed_headers(client: httpx.Client, gateway: Gateway) -> None:
+def test_limits_follow_the_authenticated_key_not_spoofed_headers(
+    client: httpx.Client, gateway: Gateway
+) -> None:
     victim, attacker = gateway.new_key(), gateway.new_key()
     spoof = {**bearer(attacker), "x-gateway-key-id": "someone-else"}
     for i in range(TEST_RATE_LIMIT_MINUTE):

@@ -1,0 +1,63 @@
+"""The Envoy template renders to a bootstrap the real Envoy binary accepts."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack import envoy as launcher
+
+render = launcher.renderer()
+
+
+def rendered(**overrides: str) -> dict:
+    return yaml.safe_load(render.render(render.values_from_env(overrides)))
+
+
+def http_filters(config: dict) -> list[str]:
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    return [f["name"] for f in manager["http_filters"]]
+
+
+def test_filter_order_is_cors_authz_ratelimit_router() -> None:
+    assert http_filters(rendered()) == [
+        "envoy.filters.http.cors",
+        "envoy.filters.http.ext_authz",
+        "envoy.filters.http.ratelimit",
+        "envoy.filters.http.router",
+    ]
+
+
+def test_ports_come_from_values() -> None:
+    config = rendered(listen_port="18000", admin_port="19901", authz_port="19001")
+    assert config["admin"]["address"]["socket_address"]["port_value"] == 19901
+    assert config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] == 18000
+    authz = next(c for c in config["static_resources"]["clusters"] if c["name"] == "authz")
+    endpoint = authz["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+    assert endpoint["address"]["socket_address"]["port_value"] == 19001
+
+
+def test_cors_origins() -> None:
+    assert json.loads(render.cors_origin_matchers("*")) == [{"safe_regex": {"regex": ".*"}}]
+    assert json.loads(render.cors_origin_matchers("https://a.example, https://b.example")) == [
+        {"exact": "https://a.example"},
+        {"exact": "https://b.example"},
+    ]
+
+
+def test_unknown_values_are_refused() -> None:
+    with pytest.raises(KeyError, match="unknown template values"):
+        render.render({**render.values_from_env(), "listen_prot": "1"})
+
+
+def test_envoy_validates_the_rendered_config(tmp_path: Path) -> None:
+    config = launcher.write_config(tmp_path / "envoy.yaml", {"cors_origins": "https://app.example"})
+    result = subprocess.run(
+        [launcher.envoy_binary(), "--mode", "validate", "-c", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout + result.stderr
