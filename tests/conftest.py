@@ -20,7 +20,7 @@ from stack import envoy as envoy_launcher
 from stack import postgres as pg_launcher
 from tests.procs import Proc, free_port, python_module
 
-pytest_plugins = ["tests.inference_fixtures"]
+pytest_plugins = ["tests.inference_fixtures", "tests.authz_fixtures", "tests.ratelimit_fixtures"]
 
 # Small on purpose: the 4th request in a minute is refused. Tests use a fresh key each.
 TEST_RATE_LIMIT_MINUTE = 3

@@ -1,0 +1,1 @@
+"""Session fixtures for authz tests (registered in tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""Session fixtures for ratelimit tests (registered in tests/conftest.py)."""
