@@ -8,58 +8,29 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
-import urllib.request
 from collections.abc import Callable
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from common.probes import grpc_serving, http_ok, tcp_open
 from stack.ports import port
 
 PROGRESS_EVERY_S = 5.0
 SLOW_START_WARNING_S = 300.0
 
 
-def tcp_open(p: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", p), timeout=0.3):
-            return True
-    except OSError:
-        return False
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def grpc_serving(p: int) -> bool:
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{p}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-        return reply.status == health_pb2.HealthCheckResponse.SERVING
-    except grpc.RpcError:
-        return False
-
-
 def checks() -> dict[str, Callable[[], bool]]:
     found: dict[str, Callable[[], bool]] = {}
     if os.environ.get("EMBEDDED_REDIS") == "1":
-        found["redis"] = lambda: tcp_open(port("EMBEDDED_REDIS_PORT"))
+        found["redis"] = lambda: tcp_open("127.0.0.1", port("EMBEDDED_REDIS_PORT"))
     if os.environ.get("EMBEDDED_POSTGRES") == "1":
-        found["postgres"] = lambda: tcp_open(port("EMBEDDED_POSTGRES_PORT"))
+        found["postgres"] = lambda: tcp_open("127.0.0.1", port("EMBEDDED_POSTGRES_PORT"))
     found |= {
         "triton (loading the model)": lambda: http_ok(
             f"http://127.0.0.1:{port('TRITON_HTTP_PORT')}/v2/health/ready"
         ),
         "adapter": lambda: http_ok(f"http://127.0.0.1:{port('ADAPTER_PORT')}/ready"),
-        "authz": lambda: grpc_serving(port("AUTHZ_GRPC_PORT")),
-        "ratelimit": lambda: grpc_serving(port("RATELIMIT_GRPC_PORT")),
+        "authz": lambda: grpc_serving(f"127.0.0.1:{port('AUTHZ_GRPC_PORT')}"),
+        "ratelimit": lambda: grpc_serving(f"127.0.0.1:{port('RATELIMIT_GRPC_PORT')}"),
         "envoy": lambda: http_ok(f"http://127.0.0.1:{port('GATEWAY_PORT')}/ready"),
     }
     return found

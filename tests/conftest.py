@@ -9,13 +9,12 @@ from datetime import datetime
 from pathlib import Path
 
 import asyncpg
-import grpc
 import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz_service import keys
 from authz_service.store import PostgresKeyStore
+from common import probes
 from stack import envoy as envoy_launcher
 from stack import postgres as pg_launcher
 from tests.procs import Proc, free_port, python_module
@@ -55,9 +54,7 @@ def database_url(run_dir: Path) -> Iterator[str]:
 
 
 def grpc_serving(port: int) -> bool:
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-    return reply.status == health_pb2.HealthCheckResponse.SERVING
+    return probes.grpc_serving(f"127.0.0.1:{port}")
 
 
 @pytest.fixture(scope="session")

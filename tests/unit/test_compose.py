@@ -1,0 +1,89 @@
+"""compose.yaml is consistent with the Envoy template (no Docker engine on this machine)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stack import envoy as launcher
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
+SERVICES: dict[str, dict] = COMPOSE["services"]
+render = launcher.renderer()
+
+
+def rendered_envoy_config() -> str:
+    """The bootstrap the envoy-config service would write, from its own environment."""
+    env = {k: str(v) for k, v in SERVICES["envoy-config"]["environment"].items()}
+    overrides = {name: env[var] for name, (var, _) in render.DEFAULTS.items() if var in env}
+    overrides["cors_origins"] = "*"  # ${CORS_ORIGINS:-*} is interpolated by compose
+    return render.render(render.values_from_env(overrides))
+
+
+def cluster_endpoints() -> list[tuple[str, str, int]]:
+    config = yaml.safe_load(rendered_envoy_config())
+    found = []
+    for cluster in config["static_resources"]["clusters"]:
+        for locality in cluster["load_assignment"]["endpoints"]:
+            for lb in locality["lb_endpoints"]:
+                address = lb["endpoint"]["address"]["socket_address"]
+                found.append((cluster["name"], address["address"], address["port_value"]))
+    return found
+
+
+def test_every_envoy_upstream_is_a_compose_service_on_its_port() -> None:
+    endpoints = cluster_endpoints()
+    assert endpoints
+    for cluster, host, port in endpoints:
+        assert host in SERVICES, f"cluster {cluster} points at {host}, which is not a compose service"
+        assert str(port) in yaml.safe_dump(SERVICES[host]["command"]), f"{host} does not listen on {port}"
+
+
+def test_rendered_compose_envoy_config_is_valid(tmp_path: Path) -> None:
+    config = tmp_path / "envoy.yaml"
+    config.write_text(rendered_envoy_config())
+    result = subprocess.run(
+        [launcher.envoy_binary(), "--mode", "validate", "-c", str(config)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_images_are_pinned() -> None:
+    for name, service in SERVICES.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag and tag != "latest", f"{name}: image {image} is not pinned to a version"
+
+
+def test_healthy_dependencies_have_healthchecks() -> None:
+    for name, service in SERVICES.items():
+        for dependency, condition in (service.get("depends_on") or {}).items():
+            assert dependency in SERVICES, f"{name} depends on unknown {dependency}"
+            if condition["condition"] == "service_healthy":
+                assert "healthcheck" in SERVICES[dependency], f"{dependency} has no healthcheck"
+
+
+def test_no_secret_values_in_the_file() -> None:
+    for name, service in SERVICES.items():
+        for key, value in (service.get("environment") or {}).items():
+            if "PASSWORD" in key or "SECRET" in key or "TOKEN" in key:
+                assert str(value).startswith("${"), f"{name}.{key} must come from the environment"
+            assert "sk_live_" not in str(value) and "sk_test_" not in str(value)
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed here")
+def test_docker_compose_accepts_the_file() -> None:
+    env = {**os.environ, "POSTGRES_PASSWORD": "only-for-validation"}
+    result = subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "compose.yaml"), "config", "-q"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
