@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,10 +18,14 @@ from authz_service import keys
 from authz_service.store import PostgresKeyStore
 from common import probes
 from stack import envoy as envoy_launcher
-from stack import postgres as pg_launcher
 from tests.procs import Proc, free_port, python_module
 
-pytest_plugins = ["tests.inference_fixtures", "tests.authz_fixtures", "tests.ratelimit_fixtures"]
+pytest_plugins = [
+    "tests.inference_fixtures",
+    "tests.authz_fixtures",
+    "tests.ratelimit_fixtures",
+    "tests.envoy_fixtures",
+]
 
 # Small on purpose: the 4th request in a minute is refused. Tests use a fresh key each.
 TEST_RATE_LIMIT_MINUTE = 3
@@ -45,12 +51,17 @@ def redis_url(run_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(run_dir: Path) -> Iterator[str]:
     port = free_port()
-    # Postgres runs as `nobody` when we are root: its folder must be reachable by that user.
-    base = pg_launcher.usable_base_dir(run_dir / "postgres")
+    # Postgres runs as `nobody` when we are root: pytest's 0700 temp dirs are out of its reach,
+    # so the cluster lives in a fresh world-traversable folder that we remove afterwards.
+    base = Path(tempfile.mkdtemp(prefix="gateway-test-pg-", dir="/var/tmp"))
+    base.chmod(0o755)
     proc = Proc("postgres", python_module("stack.postgres", "--port", str(port), "--dir", str(base)), run_dir)
-    proc.wait_port(port, 60)
-    yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
-    proc.stop()
+    try:
+        proc.wait_port(port, 60)
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        proc.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def grpc_serving(port: int) -> bool:
@@ -88,6 +99,7 @@ class Gateway:
     admin_url: str
     dev_key: str
     database_url: str
+    envoy_log: str
 
     def new_key(self, prefix: str = "sk_test", expires_at: datetime | None = None) -> str:
         """A fresh key in the real store, so each test has its own rate-limit windows."""
@@ -138,7 +150,7 @@ def gateway(run_dir: Path, authz_port: int, ratelimit_port: int, inference_adapt
         return {"authz", "ratelimit"} <= healthy and httpx.get(f"{url}/ready", timeout=2).status_code == 200
 
     proc.wait_until(sidecars_healthy, 30, "routing to healthy sidecars")
-    yield Gateway(url, admin, dev_key, database_url)
+    yield Gateway(url, admin, dev_key, database_url, str(proc.log_path))
     proc.stop()
 
 
