@@ -35,6 +35,7 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "inference_max_requests": ("INFERENCE_MAX_REQUESTS", "64"),
     "inference_max_pending": ("INFERENCE_MAX_PENDING", "64"),
     "cors_origins": ("CORS_ORIGINS", "*"),
+    "max_request_bytes": ("MAX_REQUEST_BYTES", str(4 * 1024 * 1024)),
     "ratelimit_failure_mode_deny": ("RATELIMIT_FAILURE_MODE_DENY", "false"),
 }
 

@@ -55,7 +55,11 @@ def validate(config: Path) -> None:
 
 def envoy_args(config: Path, log_level: str = "warning") -> list[str]:
     # Hot restart off: several Envoys (dev stack, tests) can then share one machine.
-    return [envoy_binary(), "-c", str(config), "--disable-hot-restart", "-l", log_level]
+    # Access log lines are flushed every second (Envoy's default is 10 s).
+    return [
+        envoy_binary(), "-c", str(config), "--disable-hot-restart", "-l", log_level,
+        "--file-flush-interval-msec", "1000",
+    ]  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -171,6 +171,12 @@ def test_no_healthy_upstream_and_authz_down_are_json_503(
         envoy.proc.stop()
 
 
+def test_oversized_body_is_json_413(client: httpx.Client, gateway: Gateway) -> None:
+    big = b'{"input_text": "' + b"a" * (5 * 1024 * 1024) + b'"}'
+    response = client.post(EMBED, content=big, headers={"X-API-Key": gateway.new_key()})
+    assert_json_error(response, 413, "VALIDATION_ERROR")
+
+
 def test_malformed_http_gets_json_400(gateway: Gateway) -> None:
     url = httpx.URL(gateway.url)
     with socket.create_connection((url.host, url.port), timeout=5) as sock:
