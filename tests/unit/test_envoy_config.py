@@ -23,11 +23,12 @@ def http_filters(config: dict) -> list[str]:
     return [f["name"] for f in manager["http_filters"]]
 
 
-def test_filter_order_is_cors_authz_ratelimit_router() -> None:
+def test_filter_order_is_cors_authz_ratelimit_then_body_limit_and_router() -> None:
     assert http_filters(rendered()) == [
         "envoy.filters.http.cors",
         "envoy.filters.http.ext_authz",
         "envoy.filters.http.ratelimit",
+        "envoy.filters.http.buffer",
         "envoy.filters.http.router",
     ]
 
