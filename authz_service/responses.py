@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse, DeniedHttpResponse, OkHttpResponse
 from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
-from authz_service.store import KeyRecord
+from authz_service.model import KeyRecord
+from authz_service.plans import Limits
 from common import errors
 
 OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
@@ -62,27 +65,56 @@ STORE_UNAVAILABLE = denied(
 )
 
 
-def allowed(record: KeyRecord) -> CheckResponse:
-    """OK: identify the caller upstream (overwriting spoofed copies) and drop the credentials."""
+FORBIDDEN_ROUTE = denied(
+    403,
+    "Permission denied",
+    "This API key's scopes do not include this route.",
+    errors.PERMISSION_DENIED,
+)
+
+
+@functools.lru_cache(maxsize=64)
+def forbidden(group: str | None, scopes: tuple[str, ...]) -> CheckResponse:
+    """403 for a route group outside the key's scopes (built once per combination)."""
+    if group is None:
+        return FORBIDDEN_ROUTE
+    detail = f"This API key may not call '{group}' routes; its scopes are: {', '.join(scopes)}."
+    return denied(403, "Permission denied", detail, errors.PERMISSION_DENIED)
+
+
+def _set_header(name: str, value: str) -> HeaderValueOption:
+    return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=OVERWRITE)
+
+
+def allowed(record: KeyRecord, limits: Limits) -> CheckResponse:
+    """OK: identify the caller upstream (overwriting spoofed copies) and drop the credentials.
+
+    The dynamic metadata (namespace envoy.filters.http.ext_authz) always carries the key's
+    effective limits (`rate_limit_*`, for display). `key_rate_limit_*` are present only when
+    the key has limits of its own: Envoy's rate-limit descriptors pass those on as overrides,
+    and plan defaults stay with the ratelimit service's config.
+    """
     metadata = Struct()
-    metadata.update({"key_id": record.id, "plan": record.plan, "owner": record.owner})
+    metadata.update(
+        {
+            "key_id": record.id,
+            "plan": record.plan,
+            "owner": record.owner,
+            "rate_limit_minute": limits.per_minute,
+            "rate_limit_hour": limits.per_hour,
+        }
+    )
     if record.rate_limit_minute is not None:
-        metadata["rate_limit_minute"] = record.rate_limit_minute
+        metadata["key_rate_limit_minute"] = record.rate_limit_minute
     if record.rate_limit_hour is not None:
-        metadata["rate_limit_hour"] = record.rate_limit_hour
+        metadata["key_rate_limit_hour"] = record.rate_limit_hour
     return CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
         ok_response=OkHttpResponse(
             headers=[
-                HeaderValueOption(
-                    header=HeaderValue(key="x-gateway-key-id", value=record.id), append_action=OVERWRITE
-                ),
-                HeaderValueOption(
-                    header=HeaderValue(key="x-gateway-owner", value=record.owner), append_action=OVERWRITE
-                ),
-                HeaderValueOption(
-                    header=HeaderValue(key="x-gateway-plan", value=record.plan), append_action=OVERWRITE
-                ),
+                _set_header("x-gateway-key-id", record.id),
+                _set_header("x-gateway-owner", record.owner),
+                _set_header("x-gateway-plan", record.plan),
             ],
             headers_to_remove=CREDENTIAL_HEADERS,
         ),

@@ -2,58 +2,107 @@
 
 Per request: read two headers, SHA-256, one cache hit (or one Postgres query), build the
 response. Fails closed: when the store is unreachable and the key is not cached → 503.
+No logging per request; failures of the store are logged once per streak.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from typing import Protocol
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
-from authz_service import keys, responses
+from authz_service import keys, metrics, responses
 from authz_service.cache import KeyCache
-from authz_service.store import KeyRecord
+from authz_service.grants import Grant, grant_for
+from authz_service.last_used import LastUsedRecorder
+from authz_service.model import KeyRecord
+from authz_service.plans import Plans
 
 log = logging.getLogger(__name__)
 
+MISS = KeyCache.MISS
+
 
 class KeyLookup(Protocol):
-    async def find_by_hash(self, key_hash: str) -> KeyRecord | None: ...
+    async def find_by_hash(self, key_hash: str, timeout: float | None = None) -> KeyRecord | None: ...
 
 
 class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
-    def __init__(self, cache: KeyCache[KeyRecord]) -> None:
+    def __init__(
+        self,
+        cache: KeyCache[Grant],
+        plans: Plans,
+        last_used: LastUsedRecorder | None = None,
+        lookup_timeout: float = 0.2,
+    ) -> None:
         self.cache = cache
+        self.plans = plans
+        self.last_used = last_used or LastUsedRecorder(interval_seconds=10.0)
+        self.lookup_timeout = lookup_timeout  # below Envoy's ext_authz timeout: we answer 503 first
         self.store: KeyLookup | None = None  # set once Postgres is reachable
+        self._loading: dict[str, asyncio.Task[Grant | object | None]] = {}
+        self._store_failing = False
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
-        credential = keys.extract_key(request.attributes.request.http.headers)
+        http = request.attributes.request.http
+        credential = keys.extract_key(http.headers)
         if credential.key is None:
-            missing = credential.problem is keys.KeyProblem.MISSING
-            return responses.MISSING_KEY if missing else responses.MALFORMED_KEY
-        record = await self._lookup(keys.hash_key(credential.key))
-        if record is KeyCache.MISS:
-            return responses.STORE_UNAVAILABLE
-        if record is None:
+            if credential.problem is keys.KeyProblem.MISSING:
+                metrics.MISSING.inc()
+                return responses.MISSING_KEY
+            metrics.MALFORMED.inc()
+            return responses.MALFORMED_KEY
+        key_hash = keys.hash_key(credential.key)
+        grant = self.cache.lookup(key_hash)
+        if grant is MISS:
+            grant = await self._load(key_hash)
+            if grant is MISS:
+                metrics.UNAVAILABLE.inc()
+                return responses.STORE_UNAVAILABLE
+        if grant is None:
+            metrics.UNKNOWN.inc()
             return responses.UNKNOWN_KEY
-        if record.is_revoked():
-            return responses.REVOKED_KEY
-        if record.is_expired():
-            return responses.EXPIRED_KEY
-        return responses.allowed(record)
+        assert isinstance(grant, Grant)
+        response = grant.decide(http.path, time.time())
+        if response is grant.ok:
+            self.last_used.touch(grant.key_id)
+            metrics.OK.inc()
+        else:
+            metrics.DENIED.inc()
+        return response
 
-    async def _lookup(self, key_hash: str) -> KeyRecord | object | None:
-        """The record, None for an unknown key, or KeyCache.MISS when the store cannot answer."""
-        cached = self.cache.lookup(key_hash)
-        if cached is not KeyCache.MISS or self.store is None:
-            return cached
+    async def _load(self, key_hash: str) -> Grant | object | None:
+        """One store query per hash at a time: concurrent misses for one key share it."""
+        task = self._loading.get(key_hash)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch(key_hash))
+            self._loading[key_hash] = task
+            task.add_done_callback(lambda _: self._loading.pop(key_hash, None))
+        # shield: a caller cancelled by Envoy's timeout must not cancel the others' lookup.
+        return await asyncio.shield(task)
+
+    async def _fetch(self, key_hash: str) -> Grant | object | None:
+        """The grant, None for an unknown key, or MISS when the store cannot answer."""
+        if self.store is None:
+            return MISS
+        generation = self.cache.generation
+        metrics.STORE_LOOKUPS.inc()
         try:
-            record = await self.store.find_by_hash(key_hash)
+            record = await self.store.find_by_hash(key_hash, timeout=self.lookup_timeout)
         except Exception as exc:
-            log.warning("key store lookup failed: %s", exc)
-            return KeyCache.MISS
-        self.cache.remember(key_hash, record)
-        return record
+            metrics.STORE_ERRORS.inc()
+            if not self._store_failing:
+                log.warning("key store lookup failed (answering 503 for uncached keys): %r", exc)
+            self._store_failing = True
+            return MISS
+        if self._store_failing:
+            log.warning("key store lookups work again")
+            self._store_failing = False
+        grant = None if record is None else grant_for(record, self.plans)
+        self.cache.remember(key_hash, grant, generation)
+        return grant

@@ -1,108 +1,81 @@
-"""Postgres key store (asyncpg): versioned migrations and lookups by key hash."""
+"""Postgres key store (asyncpg): lookups by key hash, and the key lifecycle (create, revoke, rotate)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import asyncpg
 
-from authz_service import keys
+from authz_service import keys, schema
+from authz_service.model import KEY_COLUMNS, KeyRecord
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# Any constant works; it only serialises concurrent migrators (several replicas starting).
-MIGRATION_LOCK_ID = 0x6B657973
+NOTIFY_CHANNEL = "api_key_changes"  # see migrations/002_rotation_and_notify.sql
 
-
-@dataclass(frozen=True, slots=True)
-class KeyRecord:
-    id: str
-    name: str
-    owner: str
-    environment: str
-    plan: str
-    rate_limit_minute: int | None
-    rate_limit_hour: int | None
-    scopes: tuple[str, ...]
-    expires_at: datetime | None
-    revoked_at: datetime | None
-
-    def is_revoked(self) -> bool:
-        return self.revoked_at is not None and self.revoked_at <= datetime.now(UTC)
-
-    def is_expired(self) -> bool:
-        return self.expires_at is not None and self.expires_at <= datetime.now(UTC)
-
-
-_SELECT_BY_HASH = """
-    SELECT id, name, owner, environment, plan, rate_limit_minute, rate_limit_hour,
-           scopes, expires_at, revoked_at
-    FROM api_keys WHERE key_hash = $1
+_SELECT_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
+_SELECT_BY_ID = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
+_INSERT = f"""
+    INSERT INTO api_keys (id, key_hash, display_prefix, name, owner, environment, plan,
+                          rate_limit_minute, rate_limit_hour, scopes, expires_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+    RETURNING {KEY_COLUMNS}
 """
+
+
+_USABLE = "(revoked_at IS NULL OR revoked_at > now()) AND (expires_at IS NULL OR expires_at > now())"
+
+
+class KeyStateError(ValueError):
+    """A lifecycle step that does not apply to the key in its current state."""
 
 
 def new_key_id() -> str:
     return f"key_{secrets.token_hex(8)}"
 
 
+def to_record(row: asyncpg.Record) -> KeyRecord:
+    return KeyRecord(**{**dict(row), "scopes": tuple(row["scopes"])})
+
+
 class PostgresKeyStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, dsn: str = "") -> None:
         self._pool = pool
+        self.dsn = dsn  # for the LISTEN connection, which lives outside the pool
 
     @classmethod
-    async def connect(cls, dsn: str, retry_seconds: float = 60.0) -> PostgresKeyStore:
+    async def connect(cls, dsn: str, retry_seconds: float = 60.0, max_size: int = 4) -> PostgresKeyStore:
         """Connect (retrying while the database starts up) and apply pending migrations."""
         deadline = asyncio.get_running_loop().time() + retry_seconds
         while True:
             try:
-                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=5)
+                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, timeout=5)
                 break
             except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 log.info("waiting for Postgres: %s", exc)
                 await asyncio.sleep(0.5)
-        store = cls(pool)
-        await store.migrate()
+        store = cls(pool, dsn)
+        async with pool.acquire() as conn:
+            await schema.migrate(conn)
         return store
 
-    async def migrate(self) -> list[str]:
-        """Apply migrations/NNN_*.sql not yet recorded, in order, each in its own transaction."""
-        applied: list[str] = []
-        async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_ID)
-            try:
-                await conn.execute(
-                    "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                    " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
-                )
-                done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
-                for path in sorted(MIGRATIONS_DIR.glob("*.sql")):
-                    if path.stem in done:
-                        continue
-                    async with conn.transaction():
-                        await conn.execute(path.read_text())
-                        await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", path.stem)
-                    applied.append(path.stem)
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_ID)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-        return applied
+    async def find_by_hash(self, key_hash: str, timeout: float | None = None) -> KeyRecord | None:
+        """The key with this hash or None. `timeout` bounds waiting for a connection and the query."""
+        async with self._pool.acquire(timeout=timeout) as conn:
+            row = await conn.fetchrow(_SELECT_BY_HASH, key_hash, timeout=timeout)
+        return None if row is None else to_record(row)
 
-    async def find_by_hash(self, key_hash: str) -> KeyRecord | None:
-        row = await self._pool.fetchrow(_SELECT_BY_HASH, key_hash)
-        if row is None:
-            return None
-        return KeyRecord(**{**dict(row), "scopes": tuple(row["scopes"])})
+    async def find_by_id(self, key_id: str) -> KeyRecord | None:
+        row = await self._pool.fetchrow(_SELECT_BY_ID, key_id)
+        return None if row is None else to_record(row)
 
-    async def add_key(
+    async def create_key(
         self,
         key: str,
         name: str,
@@ -110,18 +83,13 @@ class PostgresKeyStore:
         plan: str = "free",
         rate_limit_minute: int | None = None,
         rate_limit_hour: int | None = None,
-        scopes: tuple[str, ...] = (),
+        scopes: Iterable[str] = (),
         expires_at: datetime | None = None,
-    ) -> str:
-        """Store a new key (by hash) and return its id; an existing identical key keeps its id and state."""
-        key_id = await self._pool.fetchval(
-            """
-            INSERT INTO api_keys (id, key_hash, display_prefix, name, owner, environment, plan,
-                                  rate_limit_minute, rate_limit_hour, scopes, expires_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-            ON CONFLICT (key_hash) DO UPDATE SET key_hash = EXCLUDED.key_hash
-            RETURNING id
-            """,
+        conn: asyncpg.Connection | None = None,
+    ) -> KeyRecord:
+        """Store a new key (by hash only) and return its record."""
+        row = await (conn or self._pool).fetchrow(
+            _INSERT,
             new_key_id(),
             keys.hash_key(key),
             keys.display_prefix(key),
@@ -134,7 +102,77 @@ class PostgresKeyStore:
             list(scopes),
             expires_at,
         )
-        return str(key_id)
+        return to_record(row)
+
+    async def add_key(
+        self,
+        key: str,
+        name: str,
+        owner: str,
+        plan: str = "free",
+        rate_limit_minute: int | None = None,
+        rate_limit_hour: int | None = None,
+        scopes: tuple[str, ...] = (),
+        expires_at: datetime | None = None,
+    ) -> str:
+        """Store `key` unless it exists (the dev key on every start); its id either way, state untouched."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            key_id = await conn.fetchval("SELECT id FROM api_keys WHERE key_hash = $1", keys.hash_key(key))
+            if key_id is not None:
+                return str(key_id)
+            record = await self.create_key(
+                key, name, owner, plan, rate_limit_minute, rate_limit_hour, scopes, expires_at, conn
+            )
+            return record.id
+
+    async def list_keys(self, include_inactive: bool = True) -> list[KeyRecord]:
+        where = "" if include_inactive else f"WHERE {_USABLE}"
+        rows = await self._pool.fetch(f"SELECT {KEY_COLUMNS} FROM api_keys {where} ORDER BY created_at, id")
+        return [to_record(row) for row in rows]
+
+    async def revoke(self, key_id: str) -> KeyRecord | None:
+        """Revoke now (or bring a pending rotation's end forward). None when there is no such key."""
+        row = await self._pool.fetchrow(
+            f"UPDATE api_keys SET revoked_at = LEAST(revoked_at, now())"
+            f" WHERE id = $1 RETURNING {KEY_COLUMNS}",
+            key_id,
+        )
+        return None if row is None else to_record(row)
+
+    async def rotate(self, key_id: str, grace: timedelta) -> tuple[KeyRecord, KeyRecord, str]:
+        """Issue a new key with the old key's settings; the old one stops working after `grace`.
+
+        Returns (old, new, the new key's plaintext to show once). Raises LookupError for an
+        unknown id and KeyStateError for a key that is revoked, expired or already rotated.
+        """
+        async with self._pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE", key_id)
+            if row is None:
+                raise LookupError(key_id)
+            old = to_record(row)
+            if old.replaced_by is not None:
+                raise KeyStateError(f"key {key_id} was already rotated; rotate {old.replaced_by} instead")
+            if old.is_revoked() or old.is_expired():
+                raise KeyStateError(f"key {key_id} is {old.status()}; create a new key instead")
+            new_key = keys.generate_key(keys.prefix_for(old.environment))
+            new = await self.create_key(
+                new_key, old.name, old.owner, old.plan, old.rate_limit_minute, old.rate_limit_hour,
+                old.scopes, old.expires_at, conn,
+            )  # fmt: skip
+            row = await conn.fetchrow(
+                f"UPDATE api_keys SET replaced_by = $2, revoked_at = now() + $3::interval"
+                f" WHERE id = $1 RETURNING {KEY_COLUMNS}",
+                key_id,
+                new.id,
+                grace,
+            )
+            return to_record(row), new, new_key
+
+    async def touch_last_used(self, key_ids: Iterable[str]) -> None:
+        """One UPDATE for a batch of keys seen since the last flush (silent: no NOTIFY)."""
+        await self._pool.execute(
+            "UPDATE api_keys SET last_used_at = now() WHERE id = ANY($1::text[])", list(key_ids)
+        )
 
     async def close(self) -> None:
         await self._pool.close()

@@ -22,8 +22,11 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "admin_host": ("ENVOY_ADMIN_HOST", "127.0.0.1"),
     "authz_host": ("AUTHZ_HOST", "127.0.0.1"),
     "authz_port": ("AUTHZ_GRPC_PORT", "9001"),
+    "authz_http_host": ("AUTHZ_HTTP_HOST", "127.0.0.1"),
+    "authz_http_port": ("AUTHZ_HTTP_PORT", "9002"),
     "ratelimit_host": ("RATELIMIT_HOST", "127.0.0.1"),
     "ratelimit_port": ("RATELIMIT_GRPC_PORT", "9011"),
+    "ratelimit_http_port": ("RATELIMIT_HTTP_PORT", "9012"),
     "adapter_host": ("ADAPTER_HOST", "127.0.0.1"),
     "adapter_port": ("ADAPTER_PORT", "8001"),
     # Inference pools, comma-separated host:port. Priority 0 (e.g. GPU) defaults to the one

@@ -4,16 +4,44 @@ from __future__ import annotations
 
 from envoy.config.core.v3.base_pb2 import HeaderValue
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
+from google.protobuf.struct_pb2 import Struct
 
 from common import errors
-from ratelimit_service.windows import Decision, WindowState
+from ratelimit_service.limiter import OK as VERDICT_OK
+from ratelimit_service.limiter import UNAVAILABLE, Verdict
+from ratelimit_service.windows import Decision, WindowOutcome
 
 OK = RateLimitResponse(overall_code=RateLimitResponse.OK)
-_UNIT_PROTO = {
+UNIT_PROTO = {
     "second": RateLimitResponse.RateLimit.SECOND,
     "minute": RateLimitResponse.RateLimit.MINUTE,
     "hour": RateLimitResponse.RateLimit.HOUR,
     "day": RateLimitResponse.RateLimit.DAY,
+}
+PROTO_UNIT = {v: k for k, v in UNIT_PROTO.items()}
+JSON_HEADER = HeaderValue(key="content-type", value=errors.JSON_CONTENT_TYPE)
+# Envoy answers OVER_LIMIT with 429; this marker in the filter's dynamic metadata lets a
+# local_reply_config mapper (metadata_filter on envoy.filters.http.ratelimit: store) turn
+# the store-down denial into a 503.
+STORE_UNAVAILABLE_METADATA = Struct()
+STORE_UNAVAILABLE_METADATA.update({"store": "unavailable"})
+STORE_UNAVAILABLE = RateLimitResponse(
+    overall_code=RateLimitResponse.OVER_LIMIT,
+    response_headers_to_add=[
+        HeaderValue(key="retry-after", value="1"),
+        HeaderValue(key="x-ratelimit-store", value="unavailable"),
+        JSON_HEADER,
+    ],
+    raw_body=errors.error_body(
+        "Service unavailable",
+        "The rate-limit store is unreachable and this gateway is configured to refuse requests "
+        "then; try again shortly.",
+        errors.SERVICE_UNAVAILABLE,
+    ),
+    dynamic_metadata=STORE_UNAVAILABLE_METADATA,
+)
+_HEADER_NAMES: dict[str, tuple[str, str]] = {
+    unit: (f"x-ratelimit-limit-{unit}", f"x-ratelimit-remaining-{unit}") for unit in UNIT_PROTO
 }
 
 
@@ -21,49 +49,57 @@ def _header(name: str, value: object) -> HeaderValue:
     return HeaderValue(key=name, value=str(value))
 
 
-def _window_headers(state: WindowState) -> list[HeaderValue]:
-    suffix = state.window.unit.capitalize()
-    return [
-        _header(f"x-ratelimit-limit-{suffix}", state.window.limit),
-        _header(f"x-ratelimit-remaining-{suffix}", state.remaining()),
-    ]
-
-
 def rate_limit_headers(decision: Decision) -> list[HeaderValue]:
     """On a denial the summary headers describe the denying window (remaining 0, its reset)."""
     blocking = decision.blocking()
     summary = blocking or decision.tightest()
-    reset = decision.retry_after() if blocking else summary.seconds_to_bucket_end()
+    reset = decision.retry_after() if blocking else summary.reset_seconds()
     headers = [
         _header("x-ratelimit-limit", summary.window.limit),
         _header("x-ratelimit-remaining", 0 if blocking else summary.remaining()),
         _header("x-ratelimit-reset", reset),
     ]
+    # Per unit (X-RateLimit-Limit-Minute, …): the tightest window of that unit.
+    per_unit: dict[str, WindowOutcome] = {}
     for state in decision.states:
-        headers += _window_headers(state)
+        seen = per_unit.get(state.window.unit)
+        if seen is None or state.remaining() < seen.remaining():
+            per_unit[state.window.unit] = state
+    for unit, state in per_unit.items():
+        limit_name, remaining_name = _HEADER_NAMES[unit]
+        headers.append(_header(limit_name, state.window.limit))
+        headers.append(_header(remaining_name, state.remaining()))
     return headers
 
 
-def _status(state: WindowState, hits: int) -> RateLimitResponse.DescriptorStatus:
-    over = not state.admits(hits)
+def _status(states: list[WindowOutcome], hits: int) -> RateLimitResponse.DescriptorStatus:
+    if not states:
+        return RateLimitResponse.DescriptorStatus(code=RateLimitResponse.OK)
+    denied = [s for s in states if not s.admits(hits)]
+    shown = denied[0] if denied else min(states, key=lambda s: s.remaining())
     status = RateLimitResponse.DescriptorStatus(
-        code=RateLimitResponse.OVER_LIMIT if over else RateLimitResponse.OK,
+        code=RateLimitResponse.OVER_LIMIT if denied else RateLimitResponse.OK,
         current_limit=RateLimitResponse.RateLimit(
-            requests_per_unit=state.window.limit, unit=_UNIT_PROTO[state.window.unit]
+            requests_per_unit=shown.window.limit, unit=UNIT_PROTO[shown.window.unit]
         ),
-        limit_remaining=state.remaining(),
+        limit_remaining=shown.remaining(),
     )
-    status.duration_until_reset.FromSeconds(state.seconds_to_bucket_end())
+    status.duration_until_reset.FromSeconds(shown.reset_seconds())
     return status
 
 
-def from_decision(decision: Decision) -> RateLimitResponse:
+def from_verdict(verdict: Verdict, descriptor_count: int) -> RateLimitResponse:
+    decision = verdict.decision
+    if verdict.code == UNAVAILABLE:
+        return STORE_UNAVAILABLE
+    if decision is None:
+        return OK
     headers = rate_limit_headers(decision)
-    if decision.allowed:
+    if verdict.code == VERDICT_OK:
         return RateLimitResponse(overall_code=RateLimitResponse.OK, response_headers_to_add=headers)
     blocking = decision.blocking()
     assert blocking is not None  # a denial always has a denying window
-    retry_after = decision.retry_after()
+    retry_after = verdict.retry_after
     limit, unit = blocking.window.limit, blocking.window.unit
     body = errors.error_body(
         "Rate limit exceeded",
@@ -73,10 +109,13 @@ def from_decision(decision: Decision) -> RateLimitResponse:
         limit=limit,
         limit_type=unit,
     )
-    headers += [_header("retry-after", retry_after), _header("content-type", errors.JSON_CONTENT_TYPE)]
+    headers += [_header("retry-after", retry_after), JSON_HEADER]
+    by_descriptor: list[list[WindowOutcome]] = [[] for _ in range(descriptor_count)]
+    for state, owner in zip(decision.states, verdict.owners, strict=True):
+        by_descriptor[owner].append(state)
     return RateLimitResponse(
         overall_code=RateLimitResponse.OVER_LIMIT,
-        statuses=[_status(s, decision.hits) for s in decision.states],
+        statuses=[_status(states, decision.hits) for states in by_descriptor],
         response_headers_to_add=headers,
         raw_body=body,
     )

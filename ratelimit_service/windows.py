@@ -1,32 +1,52 @@
-"""Pure sliding-window maths (no I/O). The Redis Lua script applies the same admission rule.
+"""Pure window maths for the three algorithms (no I/O). The Lua script and the in-memory
+store apply the same admission rules; these classes interpret what they return.
 
-Two-bucket weighted counter: a window of W seconds keeps one counter per aligned bucket
-of W seconds; the count "now" is `prev * (W - elapsed) / W + cur`, where `elapsed` is the
-time since the current bucket began. A request of `hits` is admitted when every window's
-count + hits <= limit; a rejected request is not counted.
+- sliding_window: two-bucket weighted counter. A window of W seconds keeps one counter per
+  aligned bucket of W seconds; the count "now" is `prev * (W - elapsed) / W + cur`, where
+  `elapsed` is the time since the current bucket began. O(1) memory per key and window.
+- sliding_log: an exact log of admitted requests; the count is the entries in (now - W, now].
+- fixed_window: Lyft's aligned windows; the count resets at each multiple of W.
+
+A request of `hits` is admitted when every enforced window's count + hits <= limit; a
+rejected request is not counted.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+ALGORITHMS = ("sliding_window", "sliding_log", "fixed_window")
 
 
 @dataclass(frozen=True, slots=True)
 class Window:
     unit: str  # "minute", "hour", ... (names headers and the 429 body)
     limit: int
+    algorithm: str = "sliding_window"
 
     @property
     def seconds(self) -> int:
         return UNIT_SECONDS[self.unit]
 
 
+class WindowOutcome(Protocol):
+    """What a store saw for one window, whatever the algorithm."""
+
+    @property
+    def window(self) -> Window: ...
+    def admits(self, hits: int) -> bool: ...
+    def remaining(self) -> int: ...
+    def used(self) -> int: ...
+    def retry_after_ms(self, hits: int) -> int: ...
+    def reset_seconds(self) -> int: ...
+
+
 @dataclass(frozen=True, slots=True)
 class WindowState:
-    """What the store saw for one window: bucket counters and where in the bucket `now` is."""
+    """sliding_window: bucket counters and where in the current bucket `now` is."""
 
     window: Window
     prev: int
@@ -44,8 +64,14 @@ class WindowState:
     def remaining(self) -> int:
         return max(0, math.floor(self.window.limit - self.estimate() + 1e-9))
 
+    def used(self) -> int:
+        """The weighted count rounded up, so that used + remaining == limit below the limit."""
+        return math.ceil(self.estimate() - 1e-9)
+
     def admits(self, hits: int) -> bool:
-        return self.estimate() + hits <= self.window.limit
+        # Integer form of estimate() + hits <= limit (the Lua script uses the same).
+        w = self.window_ms
+        return self.prev * (w - self.elapsed_ms) + (self.cur + hits) * w <= self.window.limit * w
 
     def retry_after_ms(self, hits: int) -> int:
         """Milliseconds until `hits` more requests would be admitted (0 if they are now)."""
@@ -65,6 +91,63 @@ class WindowState:
     def seconds_to_bucket_end(self) -> int:
         return max(1, math.ceil((self.window_ms - self.elapsed_ms) / 1000))
 
+    def reset_seconds(self) -> int:
+        return self.seconds_to_bucket_end()
+
+
+@dataclass(frozen=True, slots=True)
+class FixedWindowState:
+    """fixed_window: the count of the current aligned window and how far into it `now` is."""
+
+    window: Window
+    count: int  # includes this request's hits when it was admitted
+    elapsed_ms: int
+
+    def admits(self, hits: int) -> bool:
+        return self.count + hits <= self.window.limit
+
+    def remaining(self) -> int:
+        return max(0, self.window.limit - self.count)
+
+    def used(self) -> int:
+        return self.count
+
+    def retry_after_ms(self, hits: int) -> int:
+        return 0 if self.admits(hits) else self.window.seconds * 1000 - self.elapsed_ms
+
+    def reset_seconds(self) -> int:
+        return max(1, math.ceil((self.window.seconds * 1000 - self.elapsed_ms) / 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class LogState:
+    """sliding_log: the exact count in (now - W, now] and when the entry that matters leaves.
+
+    `frees_in_ms` is the time until the oldest entry leaves the window; for a denial, until
+    enough entries have left for the request's hits to fit (the store computes it).
+    """
+
+    window: Window
+    count: int  # includes this request's hits when it was admitted
+    frees_in_ms: int
+
+    def admits(self, hits: int) -> bool:
+        return self.count + hits <= self.window.limit
+
+    def remaining(self) -> int:
+        return max(0, self.window.limit - self.count)
+
+    def used(self) -> int:
+        return self.count
+
+    def retry_after_ms(self, hits: int) -> int:
+        if hits > self.window.limit:
+            return self.window.seconds * 1000
+        return 0 if self.admits(hits) else self.frees_in_ms
+
+    def reset_seconds(self) -> int:
+        return max(1, math.ceil((self.frees_in_ms or self.window.seconds * 1000) / 1000))
+
 
 def _ceil_div(a: int, b: int) -> int:
     """Exact integer ceil(a / b): float maths would be off by a millisecond at the edges."""
@@ -76,21 +159,31 @@ def ceil_seconds(ms: int) -> int:
     return max(1, math.ceil(ms / 1000))
 
 
+def safe_retry_after_ms(state: WindowOutcome, hits: int) -> int:
+    """retry_after_ms, with a whole window for a request larger than the limit (never fits)."""
+    try:
+        return state.retry_after_ms(hits)
+    except ValueError:
+        return state.window.seconds * 1000
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     allowed: bool
-    states: tuple[WindowState, ...]
+    states: tuple[WindowOutcome, ...]
     hits: int = 1
 
-    def blocking(self) -> WindowState | None:
+    def blocking(self) -> WindowOutcome | None:
         """The denying window that frees last (the one the client must wait for)."""
-        denied = [s for s in self.states if not s.admits(self.hits)] if not self.allowed else []
-        return max(denied, key=lambda s: s.retry_after_ms(self.hits), default=None)
+        if self.allowed:
+            return None
+        denied = [s for s in self.states if not s.admits(self.hits)]
+        return max(denied, key=lambda s: safe_retry_after_ms(s, self.hits), default=None)
 
-    def tightest(self) -> WindowState:
+    def tightest(self) -> WindowOutcome:
         """The window with the fewest requests left: what X-RateLimit-Limit/Remaining describe."""
         return min(self.states, key=lambda s: (s.remaining(), s.window.seconds))
 
     def retry_after(self) -> int:
         blocking = self.blocking()
-        return ceil_seconds(blocking.retry_after_ms(self.hits)) if blocking else 0
+        return ceil_seconds(safe_retry_after_ms(blocking, self.hits)) if blocking else 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import socket
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from authz_service import keys
 from stack import ROOT, RUN_DIR
 from stack.ports import DEFAULT_PORTS, port
 
-PROCESSES = ["triton", "adapter", "authz", "ratelimit", "envoy", "ready"]
+PROCESSES = ["triton", "adapter", "authz", "authz-http", "ratelimit", "envoy", "ready"]
 
 
 def port_in_use(p: int) -> bool:
@@ -40,6 +41,8 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
         env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{env['EMBEDDED_POSTGRES_PORT']}/postgres"
         env["EMBEDDED_POSTGRES"] = "1"
         names.insert(0, "postgres")
+    if not env.get("AUTHZ_ADMIN_TOKEN"):
+        env["AUTHZ_ADMIN_TOKEN"] = secrets.token_urlsafe(24)  # lets the banner's register line work
     if not env.get("TEST_API_KEY"):
         env["TEST_API_KEY"] = keys.generate_key("sk_dev")  # a new dev key per run, as the seed does
     env["TRITON_GRPC_URL"] = f"127.0.0.1:{env['TRITON_GRPC_PORT']}"

@@ -30,7 +30,9 @@ def checks() -> dict[str, Callable[[], bool]]:
         ),
         "adapter": lambda: http_ok(f"http://127.0.0.1:{port('ADAPTER_PORT')}/ready"),
         "authz": lambda: grpc_serving(f"127.0.0.1:{port('AUTHZ_GRPC_PORT')}"),
+        "authz http": lambda: http_ok(f"http://127.0.0.1:{port('AUTHZ_HTTP_PORT')}/health"),
         "ratelimit": lambda: grpc_serving(f"127.0.0.1:{port('RATELIMIT_GRPC_PORT')}"),
+        "ratelimit http": lambda: http_ok(f"http://127.0.0.1:{port('RATELIMIT_HTTP_PORT')}/health"),
         "envoy": lambda: http_ok(f"http://127.0.0.1:{port('GATEWAY_PORT')}/ready"),
     }
     return found
@@ -39,6 +41,7 @@ def checks() -> dict[str, Callable[[], bool]]:
 def banner(elapsed: float) -> str:
     gateway = port("GATEWAY_PORT")
     key = os.environ.get("TEST_API_KEY", "<see the authz log line 'Dev API key'>")
+    admin = os.environ.get("AUTHZ_ADMIN_TOKEN", "<AUTHZ_ADMIN_TOKEN>")
     return "\n".join([
         "",
         f"Gateway ready on http://localhost:{gateway} (all parts up in {elapsed:.0f} s)",
@@ -46,6 +49,9 @@ def banner(elapsed: float) -> str:
         "Try:",
         f"  curl -H \"Authorization: Bearer {key}\" -d '{{\"input_text\":\"Hello, world!\"}}' "
         f"localhost:{gateway}/v1/embed",
+        f"  curl -H \"Authorization: Bearer {key}\" localhost:{gateway}/v1/usage",
+        f"  curl -H \"X-Admin-Token: {admin}\" -d '{{\"name\":\"My App\",\"rate_limit_per_minute\":70}}' "
+        f"localhost:{gateway}/auth/register",
         f"  curl localhost:{gateway}/health",
         "Ctrl-C stops everything.",
         "",

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.authz_fixtures",
     "tests.ratelimit_fixtures",
     "tests.envoy_fixtures",
+    "tests.detect_fixtures",
 ]
 
 # Small on purpose: the 4th request in a minute is refused. Tests use a fresh key each.
@@ -76,7 +77,12 @@ def dev_key() -> str:
 @pytest.fixture(scope="session")
 def authz_port(run_dir: Path, database_url: str, dev_key: str) -> Iterator[int]:
     port = free_port()
-    env = {"DATABASE_URL": database_url, "TEST_API_KEY": dev_key, "AUTHZ_CACHE_TTL": "1"}
+    env = {
+        "DATABASE_URL": database_url,
+        "TEST_API_KEY": dev_key,
+        "AUTHZ_CACHE_TTL": "1",
+        "RATE_LIMIT_MINUTE": str(TEST_RATE_LIMIT_MINUTE),  # the effective limits it reports
+    }
     proc = Proc("authz", python_module("authz_service", "--grpc-port", str(port)), run_dir, env)
     proc.wait_until(lambda: grpc_serving(port), 60, "serving")
     yield port
@@ -84,13 +90,20 @@ def authz_port(run_dir: Path, database_url: str, dev_key: str) -> Iterator[int]:
 
 
 @pytest.fixture(scope="session")
-def ratelimit_port(run_dir: Path, redis_url: str) -> Iterator[int]:
-    port = free_port()
-    args = ["--grpc-port", str(port), "--rate-limit-minute", str(TEST_RATE_LIMIT_MINUTE)]
+def ratelimit_ports(run_dir: Path, redis_url: str) -> Iterator[tuple[int, int]]:
+    """(gRPC port, HTTP port) of the session's rate-limit service."""
+    port, http_port = free_port(), free_port()
+    args = ["--grpc-port", str(port), "--http-port", str(http_port)]
+    args += ["--rate-limit-minute", str(TEST_RATE_LIMIT_MINUTE)]
     proc = Proc("ratelimit", python_module("ratelimit_service", *args), run_dir, {"REDIS_URL": redis_url})
     proc.wait_until(lambda: grpc_serving(port), 30, "serving")
-    yield port
+    yield port, http_port
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def ratelimit_port(ratelimit_ports: tuple[int, int]) -> int:
+    return ratelimit_ports[0]
 
 
 @dataclass(frozen=True)
@@ -129,13 +142,22 @@ class Gateway:
 
 
 @pytest.fixture(scope="session")
-def gateway(run_dir: Path, authz_port: int, ratelimit_port: int, inference_adapter: str, database_url: str,
-            dev_key: str) -> Iterator[Gateway]:  # fmt: skip
+def gateway(
+    run_dir: Path,
+    authz_port: int,
+    authz_http_port: int,
+    ratelimit_ports: tuple[int, int],
+    inference_adapter: str,
+    database_url: str,
+    dev_key: str,
+) -> Iterator[Gateway]:
     port, admin_port = free_port(), free_port()
+    ratelimit_port, ratelimit_http_port = ratelimit_ports
     adapter_port = httpx.URL(inference_adapter).port
     overrides = {
         "listen_port": str(port), "admin_port": str(admin_port),
         "authz_port": str(authz_port), "ratelimit_port": str(ratelimit_port),
+        "ratelimit_http_port": str(ratelimit_http_port), "authz_http_port": str(authz_http_port),
         "adapter_port": str(adapter_port), "cors_origins": ALLOWED_ORIGIN,
     }  # fmt: skip
     config = envoy_launcher.write_config(run_dir / "envoy.yaml", overrides)

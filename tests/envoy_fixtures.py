@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from tests.procs import Proc, free_port, python_module
 
 # Resilience tests send hundreds of requests per key: give them their own generous limiter.
 LOOSE_RATE_LIMIT = 1_000_000
+CLUSTER = "inference_adapter"
 
 
 @dataclass
@@ -81,6 +83,20 @@ def spawn_envoy(
     else:
         proc.wait_port(port)
     return envoy
+
+
+def wait_for_priority_0(envoy: EnvoyUnderTest, primary: list[Adapter], fallback: Adapter) -> None:
+    """Until priority 0 takes all traffic. Envoy's workers start routing to a host a moment after its
+    first health check passes (admin /clusters already says healthy), and meanwhile a share spills
+    to priority 1; so probe /ready (same cluster, no key) until every priority-0 host has answered and
+    the last 10 probes all stayed off the fallback host."""
+    deadline, quiet = time.monotonic() + 30, 0
+    while quiet < 10 or not all(envoy.host_successes(CLUSTER, a.address) for a in primary):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"priority 0 never took all traffic:\n{envoy.proc.log_tail()}")
+        before = envoy.host_successes(CLUSTER, fallback.address)
+        httpx.get(f"{envoy.url}/ready", timeout=5)
+        quiet = quiet + 1 if envoy.host_successes(CLUSTER, fallback.address) == before else 0
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 Keys look like `sk_live_<43 url-safe chars>`. Only the SHA-256 hex of the whole key is
 stored; lookups go by hash, so the plaintext is never compared or kept.
+The key-management CLI is `python -m authz_service.keys` (see keys/cli.py).
 """
 
 from __future__ import annotations
@@ -41,6 +42,14 @@ def generate_key(prefix: str = "sk_dev") -> str:
     if prefix not in PREFIXES:
         raise ValueError(f"unknown key prefix {prefix!r}; use one of {', '.join(PREFIXES)}")
     return f"{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+
+
+def prefix_for(environment: str) -> str:
+    """`sk_live` for `live`: the prefix of new keys in an environment (e.g. a rotated key's)."""
+    for prefix, env in ENVIRONMENTS.items():
+        if env == environment:
+            return prefix
+    raise ValueError(f"unknown environment {environment!r}")
 
 
 def is_well_formed(key: str) -> bool:

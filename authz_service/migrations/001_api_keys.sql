@@ -1,5 +1,5 @@
 -- API keys: only the SHA-256 of the key is stored; display_prefix is not secret.
-CREATE TABLE api_keys (
+CREATE TABLE IF NOT EXISTS api_keys (
     id                 text PRIMARY KEY,
     key_hash           text NOT NULL UNIQUE,
     display_prefix     text NOT NULL,

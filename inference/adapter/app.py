@@ -1,97 +1,59 @@
-"""FastAPI app factory: `/v1/embed`, `/health`, `/ready`, and JSON errors for everything else."""
+"""FastAPI app factory: `/v1/embed`, `/v1/embeddings` (OpenAI), `/health`, `/ready`, `/metrics`, docs."""
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from common.errors import (
-    INTERNAL_ERROR,
-    METHOD_NOT_ALLOWED,
-    NOT_FOUND,
-    SERVICE_UNAVAILABLE,
-    VALIDATION_ERROR,
-    VALUE_ERROR,
+from inference.adapter.errors import ERRORS_DOC, install_error_handlers, unavailable
+from inference.adapter.health import fetch_queue_size, health_body, package_version
+from inference.adapter.metrics import AdapterMetrics, MetricsMiddleware
+from inference.adapter.openai_compat import check_dimensions, embeddings_body, parse_embeddings_body
+from inference.adapter.responses import OrjsonResponse
+from inference.adapter.schemas import (
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ErrorBody,
+    HealthResponse,
+    ReadyResponse,
 )
-from inference.adapter.health import fetch_queue_size, package_version
-from inference.adapter.responses import OrjsonResponse, error_response
-from inference.adapter.schemas import EmbedRequest, EmbedResponse, ErrorBody, HealthResponse, ReadyResponse
 from inference.adapter.settings import AdapterSettings
-from inference.adapter.triton_client import TritonEmbedder, TritonFailure, TritonUnavailable
-from inference.adapter.validation import (
-    InvalidRequest,
-    check_body_size,
-    describe_validation_errors,
-    parse_embed_body,
-)
+from inference.adapter.triton_client import TritonEmbedder
+from inference.adapter.validation import InvalidRequest, check_body_size, max_body_bytes, parse_embed_body
 
-log = logging.getLogger("inference.adapter")
-
-RETRY_AFTER_S = "5"
 METRICS_TIMEOUT_S = 0.5
-ERRORS = {
-    413: {"model": ErrorBody},
-    422: {"model": ErrorBody},
-    500: {"model": ErrorBody},
-    503: {"model": ErrorBody},
-}
+ROUTES = ("/v1/embed", "/v1/embeddings", "/health", "/ready", "/metrics")
 
 
-def _unavailable(detail: str) -> OrjsonResponse:
-    return error_response(
-        503, "Service unavailable", detail, SERVICE_UNAVAILABLE, headers={"Retry-After": RETRY_AFTER_S}
-    )
+def _json_body(model: type) -> dict[str, object]:
+    return {
+        "requestBody": {
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+            "required": True,
+        }
+    }
 
 
-def _install_error_handlers(app: FastAPI) -> None:
-    async def invalid_request(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, InvalidRequest)
-        return error_response(exc.status, "Validation error", exc.detail, VALIDATION_ERROR)
-
-    async def request_validation(_: Request, exc: Exception) -> Response:
-        assert isinstance(exc, RequestValidationError)
-        return error_response(
-            422, "Validation error", describe_validation_errors(list(exc.errors())), VALIDATION_ERROR
-        )
-
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, StarletteHTTPException)
-        where = f"{request.method} {request.url.path}"
-        if exc.status_code == 404:
-            return error_response(404, "Not found", f"no such endpoint: {where}", NOT_FOUND, exc.headers)
-        if exc.status_code == 405:
-            allowed = (exc.headers or {}).get("Allow", "")
-            detail = f"method not allowed: {where} (allowed: {allowed})"
-            return error_response(405, "Method not allowed", detail, METHOD_NOT_ALLOWED, exc.headers)
-        code = INTERNAL_ERROR if exc.status_code >= 500 else VALUE_ERROR
-        return error_response(exc.status_code, "HTTP error", str(exc.detail), code, exc.headers)
-
-    async def triton_unavailable(_: Request, exc: Exception) -> Response:
-        # The reason (addresses, gRPC text) is for our logs at debug level, not for clients.
-        log.debug("inference unavailable: %s", exc)
-        return _unavailable("the inference backend is unavailable; retry later")
-
-    async def triton_failure(_: Request, exc: Exception) -> Response:
-        log.warning("inference failed: %s", exc)
-        return error_response(500, "Internal server error", "inference failed", INTERNAL_ERROR)
-
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        # Starlette logs the traceback after this; the client only gets the JSON body.
-        return error_response(500, "Internal server error", "unexpected error", INTERNAL_ERROR)
-
-    app.add_exception_handler(InvalidRequest, invalid_request)
-    app.add_exception_handler(RequestValidationError, request_validation)
-    app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(TritonUnavailable, triton_unavailable)
-    app.add_exception_handler(TritonFailure, triton_failure)
-    app.add_exception_handler(Exception, unexpected)
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 past `limit` bytes, whether or not a Content-Length was declared."""
+    declared = request.headers.get("content-length")
+    check_body_size(declared, limit)
+    if declared:
+        return await request.body()  # the server reads no more than the declared length
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise InvalidRequest(f"request body exceeds the limit of {limit} bytes", status=413)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def create_app(settings: AdapterSettings | None = None, embedder: TritonEmbedder | None = None) -> FastAPI:
@@ -99,6 +61,10 @@ def create_app(settings: AdapterSettings | None = None, embedder: TritonEmbedder
     settings = settings or AdapterSettings()
     triton = embedder or TritonEmbedder(settings.triton_grpc_url, settings.model, settings.request_timeout)
     version = package_version()
+    model_name = settings.model_display_name
+    metrics = AdapterMetrics(inflight=lambda: triton.inflight)
+    embed_limit = max_body_bytes(settings.max_input_chars)
+    embeddings_limit = max_body_bytes(settings.max_input_chars, settings.max_inputs)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -115,64 +81,73 @@ def create_app(settings: AdapterSettings | None = None, embedder: TritonEmbedder
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
     )
-    _install_error_handlers(app)
-    embed_body = {
-        "content": {"application/json": {"schema": EmbedRequest.model_json_schema()}},
-        "required": True,
-    }
+    install_error_handlers(app, metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
 
     @app.post(
         "/v1/embed",
         summary="Embed one text",
         response_model=None,
-        responses={200: {"model": EmbedResponse}, **ERRORS},
-        openapi_extra={"requestBody": embed_body},
+        responses={200: {"model": EmbedResponse}, **ERRORS_DOC},
+        openapi_extra=_json_body(EmbedRequest),
     )
     async def embed(request: Request) -> Response:
-        check_body_size(request.headers.get("content-length"), settings.max_input_chars)
-        text = parse_embed_body(await request.body(), settings.max_input_chars)
-        result = await triton.embed(text)
-        usage = {"prompt_tokens": result.tokens, "total_tokens": result.tokens}
-        return OrjsonResponse(
-            {"embedding": result.vector, "model": settings.model_display_name, "usage": usage}
+        text = parse_embed_body(await read_body(request, embed_limit), settings.max_input_chars)
+        result = await triton.embed([text])
+        tokens = int(result.tokens[0])
+        metrics.record_embeddings(1, tokens)
+        usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+        return OrjsonResponse({"embedding": result.vectors[0], "model": model_name, "usage": usage})
+
+    @app.post(
+        "/v1/embeddings",
+        summary="Embed one or more texts (OpenAI-compatible)",
+        response_model=None,
+        responses={200: {"model": EmbeddingsResponse}, **ERRORS_DOC},
+        openapi_extra=_json_body(EmbeddingsRequest),
+    )
+    async def embeddings(request: Request) -> Response:
+        parsed = parse_embeddings_body(
+            await read_body(request, embeddings_limit),
+            max_chars=settings.max_input_chars,
+            max_inputs=settings.max_inputs,
+            model_names=settings.model_names,
         )
+        if parsed.dimensions is not None:
+            check_dimensions(parsed.dimensions, (await triton.info()).dim)
+        result = await triton.embed(parsed.texts)
+        tokens = int(result.tokens.sum())
+        metrics.record_embeddings(len(parsed.texts), tokens)
+        return OrjsonResponse(embeddings_body(result.vectors, tokens, model_name, parsed.encoding_format))
 
     @app.get(
         "/health",
-        summary="Liveness and inference status",
+        summary="Liveness and inference status (503 when Triton is not ready)",
         response_model=None,
-        responses={200: {"model": HealthResponse}},
+        responses={200: {"model": HealthResponse}, 503: {"model": HealthResponse}},
     )
     async def health() -> Response:
-        # Always 200: this reports state; /ready is the gate for traffic.
         ready, queue_size = await asyncio.gather(
             triton.ready(),
             asyncio.to_thread(fetch_queue_size, settings.triton_metrics_url, METRICS_TIMEOUT_S),
         )
         device = await triton.device() if ready else None
-        return OrjsonResponse(
-            {
-                "status": "healthy" if ready else "degraded",
-                "gateway_version": version,
-                "inference_service": {
-                    "status": "healthy" if ready else "unavailable",
-                    "model": settings.model_display_name,
-                    "device": device or "unknown",
-                    "queue_size": queue_size or 0,
-                    "inflight_batches": triton.inflight,
-                },
-            }
-        )
+        status, body = health_body(ready, version, model_name, device, queue_size, triton.inflight)
+        return OrjsonResponse(body, status_code=status)
 
     @app.get(
         "/ready",
-        summary="Readiness: 200 when the model is ready",
+        summary="Readiness: 200 when the model is loaded and ready",
         response_model=None,
         responses={200: {"model": ReadyResponse}, 503: {"model": ErrorBody}},
     )
     async def ready() -> Response:
         if await triton.ready():
             return OrjsonResponse({"status": "ready"})
-        return _unavailable(f"model {settings.model_display_name} is not ready")
+        return unavailable(f"model {model_name} is not ready")
+
+    @app.get("/metrics", summary="Prometheus metrics", include_in_schema=True, response_class=Response)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app

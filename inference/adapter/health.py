@@ -42,3 +42,21 @@ def package_version() -> str:
         return str(tomllib.loads(PYPROJECT.read_text())["project"]["version"])
     except (OSError, KeyError, tomllib.TOMLDecodeError):
         return "0.0.0"
+
+
+def health_body(
+    ready: bool, version: str, model: str, device: str | None, queue_size: int | None, inflight: int
+) -> tuple[int, dict[str, object]]:
+    """(HTTP status, body) for /health in seed 000's shape: 200 healthy, 503 degraded."""
+    body = {
+        "status": "healthy" if ready else "degraded",
+        "gateway_version": version,
+        "inference_service": {
+            "status": "healthy" if ready else "unavailable",
+            "model": model,
+            "device": device or "unknown",
+            "queue_size": queue_size or 0,
+            "inflight_batches": inflight,
+        },
+    }
+    return (200 if ready else 503), body

@@ -17,8 +17,16 @@ class AdapterSettings:
     model: str = "embedder"
     model_display_name: str = "sentence-transformers/all-MiniLM-L6-v2"
     max_input_chars: int = 8192
+    max_inputs: int = 256
     request_timeout: float = 30.0
+    keep_alive: float = 75.0
     log_level: str = "info"
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        """Names a client may send as `model`: the display name, its last part, and the Triton name."""
+        names = (self.model_display_name, self.model_display_name.rsplit("/", 1)[-1], self.model)
+        return tuple(dict.fromkeys(names))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-input-chars",
         "ADAPTER_MAX_INPUT_CHARS",
         d.max_input_chars,
-        "longest accepted input_text, in characters",
+        "longest accepted text (input_text, or each item of input), in characters",
+        positive_int,
+    )
+    add_option(
+        parser,
+        "--max-inputs",
+        "ADAPTER_MAX_INPUTS",
+        d.max_inputs,
+        "most texts in one /v1/embeddings request",
         positive_int,
     )
     add_option(
@@ -62,6 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
         "ADAPTER_REQUEST_TIMEOUT_S",
         d.request_timeout,
         "seconds to wait for Triton per request before answering 503",
+        float,
+    )
+    add_option(
+        parser,
+        "--keep-alive",
+        "ADAPTER_KEEP_ALIVE_S",
+        d.keep_alive,
+        "seconds an idle client connection stays open (keep above Envoy's upstream idle timeout)",
         float,
     )
     add_option(parser, "--log-level", "ADAPTER_LOG_LEVEL", d.log_level, "uvicorn log level")

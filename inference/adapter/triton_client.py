@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -10,26 +12,52 @@ from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
 from tritonclient.utils import InferenceServerException
 
+INT32_MAX = 2**31 - 1
+# The client's defaults (no message size cap), plus a short reconnect backoff: after Triton restarts,
+# gRPC's default backoff (up to 120 s) would keep answering 503 long after Triton is back.
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", INT32_MAX),
+    ("grpc.max_receive_message_length", INT32_MAX),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
 # gRPC statuses that mean "Triton (or the model) cannot serve now, try again later" -> 503.
 # NOT_FOUND: the model is not loaded (e.g. being reloaded); everything else is a server-side failure.
 UNAVAILABLE_STATUSES = frozenset(
     f"StatusCode.{name}" for name in ("UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "NOT_FOUND")
 )
+OVERLOAD_MARKERS = (
+    "Exceeds maximum queue size",
+    "StatusCode.RESOURCE_EXHAUSTED",
+    "StatusCode.DEADLINE_EXCEEDED",
+)
 PROBE_TIMEOUT_S = 1.0
 
 
 class TritonUnavailable(Exception):
-    """Triton is unreachable, not ready or too slow: answered as 503 with Retry-After."""
+    """Triton is unreachable, not ready, or overloaded: answered as 503 with Retry-After."""
+
+    def __init__(self, reason: str, overloaded: bool = False) -> None:
+        super().__init__(reason)
+        self.overloaded = overloaded  # a full queue clears in about a second; a restart takes longer
 
 
 class TritonFailure(Exception):
-    """Triton answered with an error for a valid request (a model or server fault): answered as 500."""
+    """Triton answered with an error for a valid request (a model or server fault): answered as 502."""
 
 
 @dataclass(frozen=True)
-class Embedding:
-    vector: np.ndarray  # (dim,) float32, unit L2 norm
-    tokens: int  # tokens the model actually used (after truncation)
+class ModelInfo:
+    device: str  # 'cpu' or 'cuda:N'
+    max_batch_size: int  # 0: the model takes one text per request
+    dim: int  # embedding width
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    vectors: np.ndarray  # (n, dim) float32, unit L2 norm, in input order
+    tokens: np.ndarray  # (n,) tokens the model actually used per text (after truncation)
 
 
 def device_from_config(config: dict[str, Any]) -> str:
@@ -42,17 +70,41 @@ def device_from_config(config: dict[str, Any]) -> str:
     return "cpu" if kind == "KIND_CPU" else kind.removeprefix("KIND_").lower()
 
 
+def info_from_config(config: dict[str, Any], output: str = "EMBEDDING") -> ModelInfo:
+    dims = next((o.get("dims", []) for o in config.get("output", []) if o.get("name") == output), [])
+    return ModelInfo(
+        device=device_from_config(config),
+        max_batch_size=int(config.get("max_batch_size", 0)),
+        dim=int(dims[-1]) if dims else 0,
+    )
+
+
 def _raise_mapped(exc: InferenceServerException) -> NoReturn:
     # A crashed python-backend stub answers INTERNAL "Stub process ... is not healthy" while the model
-    # still reads READY; the launcher reloads it, so clients should retry, not see a 500.
-    stub_down = "is not healthy" in (exc.message() or "")
-    if exc.status() in UNAVAILABLE_STATUSES or stub_down:
-        raise TritonUnavailable(f"Triton: {exc.message()}") from None
-    raise TritonFailure(f"Triton {exc.status()}: {exc.message()}") from None
+    # still reads READY; the launcher reloads it, so clients should retry, not see a 502.
+    message = exc.message() or ""
+    if exc.status() in UNAVAILABLE_STATUSES or "is not healthy" in message:
+        text = f"{exc.status()} {message}"
+        raise TritonUnavailable(
+            f"Triton: {text}", overloaded=any(m in text for m in OVERLOAD_MARKERS)
+        ) from None
+    raise TritonFailure(f"Triton {exc.status()}: {message}") from None
+
+
+def chunks(count: int, size: int) -> list[tuple[int, int]]:
+    """[start, end) ranges of at most `size` covering range(count); size 0 means one item each."""
+    step = max(size, 1)
+    return [(start, min(start + step, count)) for start in range(0, count, step)]
 
 
 class TritonEmbedder:
-    """Embeds one text per call; Triton's dynamic batcher merges concurrent calls into batches."""
+    """Texts in, vectors out. A list goes to Triton as one request per `max_batch_size` chunk (fewer
+    round trips than one per text); Triton's dynamic batcher merges them with other clients' requests."""
+
+    # The model's tensor names (inference/model_repository/embedder/config.pbtxt).
+    text_input = "TEXT"
+    embedding_output = "EMBEDDING"
+    tokens_output = "TOKENS"
 
     def __init__(self, url: str, model: str, timeout_s: float = 30.0) -> None:
         self.url = url
@@ -60,12 +112,15 @@ class TritonEmbedder:
         self.timeout_s = timeout_s
         self.inflight = 0  # requests sent to Triton and not answered yet (one event loop: no lock)
         self._client: InferenceServerClient | None = None
-        self._device: str | None = None
-        self._outputs = [InferRequestedOutput("EMBEDDING"), InferRequestedOutput("TOKENS")]
+        self._info: ModelInfo | None = None
+        self._outputs = [
+            InferRequestedOutput(self.embedding_output),
+            InferRequestedOutput(self.tokens_output),
+        ]
 
     async def start(self) -> None:
         # The channel connects lazily, so this succeeds while Triton is still down.
-        self._client = InferenceServerClient(self.url)
+        self._client = InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -78,9 +133,24 @@ class TritonEmbedder:
             raise TritonUnavailable("Triton client is not started")
         return self._client
 
-    async def embed(self, text: str) -> Embedding:
-        text_input = InferInput("TEXT", [1, 1], "BYTES")
-        text_input.set_data_from_numpy(np.array([[text.encode("utf-8")]], dtype=np.object_))
+    async def embed(self, texts: Sequence[str], batched: bool = True) -> Embeddings:
+        """Embeddings for `texts` in order. `batched` False sends one request per text (for comparison)."""
+        if len(texts) == 1:
+            return await self._infer(texts, batched=True)  # one [1, 1] request: no config lookup needed
+        size = (await self.info()).max_batch_size if batched else 1
+        parts = await asyncio.gather(
+            *(self._infer(texts[a:b], size > 0) for a, b in chunks(len(texts), size))
+        )
+        return Embeddings(
+            vectors=np.concatenate([p.vectors for p in parts]),
+            tokens=np.concatenate([p.tokens for p in parts]),
+        )
+
+    async def _infer(self, texts: Sequence[str], batched: bool) -> Embeddings:
+        data = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
+        shape = [len(texts), 1] if batched else [1]
+        text_input = InferInput(self.text_input, shape, "BYTES")
+        text_input.set_data_from_numpy(data.reshape(shape))
         self.inflight += 1
         try:
             result = await self.client.infer(
@@ -90,11 +160,23 @@ class TritonEmbedder:
             _raise_mapped(exc)
         finally:
             self.inflight -= 1
-        vector = result.as_numpy("EMBEDDING")
-        tokens = result.as_numpy("TOKENS")
-        if vector is None or tokens is None:
-            raise TritonFailure("Triton response lacks EMBEDDING or TOKENS")
-        return Embedding(vector=vector[0], tokens=int(tokens.reshape(-1)[0]))
+        vectors = result.as_numpy(self.embedding_output)
+        tokens = result.as_numpy(self.tokens_output)
+        if vectors is None or tokens is None:
+            raise TritonFailure(f"Triton response lacks {self.embedding_output} or {self.tokens_output}")
+        return Embeddings(vectors=vectors.reshape(len(texts), -1), tokens=tokens.reshape(-1))
+
+    async def info(self) -> ModelInfo:
+        """The loaded model's device, batch limit and width (cached until the model is seen not ready)."""
+        if self._info is None:
+            try:
+                response = await self.client.get_model_config(
+                    self.model, as_json=True, client_timeout=PROBE_TIMEOUT_S
+                )
+            except InferenceServerException as exc:
+                _raise_mapped(exc)
+            self._info = info_from_config(response.get("config", {}), self.embedding_output)
+        return self._info
 
     async def ready(self) -> bool:
         """Whether the model is loaded and ready; any failure to ask counts as not ready."""
@@ -103,17 +185,12 @@ class TritonEmbedder:
         except (InferenceServerException, TritonUnavailable):
             ok = False
         if not ok:
-            self._device = None  # the model may come back with another instance group
+            self._info = None  # the model may come back with another config
         return ok
 
     async def device(self) -> str | None:
-        """The loaded model's device ('cpu', 'cuda:0'), cached; None when Triton cannot tell us."""
-        if self._device is None:
-            try:
-                response = await self.client.get_model_config(
-                    self.model, as_json=True, client_timeout=PROBE_TIMEOUT_S
-                )
-            except (InferenceServerException, TritonUnavailable):
-                return None
-            self._device = device_from_config(response.get("config", {}))
-        return self._device
+        """The loaded model's device ('cpu', 'cuda:0'); None when Triton cannot tell us."""
+        try:
+            return (await self.info()).device
+        except (TritonUnavailable, TritonFailure):
+            return None

@@ -1,4 +1,4 @@
-"""`POST /v1/embed` body checks: every client mistake is an InvalidRequest naming the field and why."""
+"""Request-body checks: every client mistake is an InvalidRequest naming the field and why."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def test_accepts_exactly_max_chars_of_unicode() -> None:
         (b"  \n", "request body is empty"),
         (b"{oops", "request body is not valid JSON"),
         (b"\xff\xfe", "request body is not valid JSON"),
-        (b'"just a string"', 'must be a JSON object with "input_text", got string'),
+        (b'{"input_text": "caf\xe9"}', "not valid UTF-8"),  # latin-1 byte inside a JSON string
+        (b'{"input_text": "\\ud800"}', "request body is not valid JSON"),  # lone surrogate
+        (b'"just a string"', 'like {"input_text": "some text"}, got string'),
         (b"[]", "got array"),
         (b'{"text": "hi"}', "input_text: field required"),
         (b'{"input_text": 1.5}', "input_text: must be a string, got number"),
@@ -45,6 +47,7 @@ def test_rejects_with_a_readable_detail(raw: bytes, detail: str) -> None:
     with pytest.raises(InvalidRequest) as info:
         parse_embed_body(raw, 5)
     assert detail in info.value.detail
+    assert info.value.status == 422
 
 
 def test_describe_pydantic_errors_drops_the_location_kind() -> None:
@@ -59,9 +62,10 @@ def test_describe_pydantic_errors_drops_the_location_kind() -> None:
     assert describe_validation_errors([]) == "invalid request"
 
 
-def test_oversize_declared_body_is_413() -> None:
-    check_body_size(None, 10)
-    check_body_size(str(max_body_bytes(10)), 10)
+def test_body_limit_grows_with_items_and_oversize_is_413() -> None:
+    assert max_body_bytes(10, items=4) > 4 * max_body_bytes(10) - 4 * 1024
+    check_body_size(None, 100)
+    check_body_size("100", 100)
     with pytest.raises(InvalidRequest) as info:
-        check_body_size(str(max_body_bytes(10) + 1), 10)
+        check_body_size("101", 100)
     assert info.value.status == 413

@@ -1,0 +1,50 @@
+"""What the hot path caches per key: everything a decision needs, the OK response prebuilt.
+
+A Grant is built once per cache fill, so a cached Check is: two header reads, one SHA-256,
+one dict lookup, two float comparisons, a scope test and a prebuilt response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
+
+from authz_service import responses, scopes
+from authz_service.model import KeyRecord
+from authz_service.plans import Plans
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    key_id: str
+    scopes: frozenset[str]  # empty = every route group
+    revoked_at: float | None  # epoch seconds; may lie ahead (end of a rotation's grace period)
+    expires_at: float | None
+    ok: CheckResponse
+
+    def decide(self, path: str, now: float) -> CheckResponse:
+        """The response for a request to `path` at `now` (epoch seconds) made with this key."""
+        if self.revoked_at is not None and self.revoked_at <= now:
+            return responses.REVOKED_KEY
+        if self.expires_at is not None and self.expires_at <= now:
+            return responses.EXPIRED_KEY
+        if self.scopes and not scopes.allows(self.scopes, path):
+            return responses.forbidden(scopes.route_group(path), tuple(sorted(self.scopes)))
+        return self.ok
+
+
+def grant_for(record: KeyRecord, plans: Plans) -> Grant:
+    limits = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
+    return Grant(
+        key_id=record.id,
+        scopes=frozenset(record.scopes),
+        revoked_at=_epoch(record.revoked_at),
+        expires_at=_epoch(record.expires_at),
+        ok=responses.allowed(record, limits),
+    )

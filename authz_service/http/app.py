@@ -1,0 +1,210 @@
+"""FastAPI app factory: POST /auth/register, GET /auth/profile, docs, /health and /metrics.
+
+Who may register (see docs/authz.md): a caller presenting the admin token (`X-Admin-Token`)
+may create any key; without it, only when open registration is enabled, and then only on
+the default plan at or below its limits. /auth/profile trusts `x-gateway-key-id`, which
+Envoy's ext_authz sets (overwriting client copies): this port must only be reachable
+through Envoy (it binds 127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+
+from authz_service import keys
+from authz_service.durations import parse_duration
+from authz_service.http.errors import ApiError, describe, error_response, install
+from authz_service.http.schemas import ErrorBody, ProfileResponse, RegisterRequest, RegisterResponse
+from authz_service.http.settings import HttpSettings
+from authz_service.model import KeyRecord
+from authz_service.plans import Limits, Plans
+from authz_service.store import PostgresKeyStore
+from authz_service.usage import UsageReader
+from common import errors
+
+log = logging.getLogger("authz_service.http")
+
+OPENAPI_URL = "/auth/openapi.json"
+KEY_ID_HEADER = "x-gateway-key-id"
+ADMIN_TOKEN_HEADER = "x-admin-token"
+REGISTRATIONS = Counter("authz_registrations", "keys created through POST /auth/register", ["by"])
+ERRORS = {s: {"model": ErrorBody} for s in (401, 403, 422, 503)}
+
+
+def key_info(record: KeyRecord, plans: Plans) -> dict[str, Any]:
+    limits = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
+    return {
+        "id": record.id, "prefix": record.display_prefix, "name": record.name, "owner": record.owner,
+        "environment": record.environment, "plan": record.plan, "rate_limit_per_minute": limits.per_minute,
+        "rate_limit_per_hour": limits.per_hour, "scopes": list(record.scopes),
+        "created_at": record.created_at, "expires_at": record.expires_at,
+    }  # fmt: skip
+
+
+def usage_of(body: dict[str, Any] | None, limits: Limits) -> dict[str, Any] | None:
+    """The ratelimit service's usage body → the profile's `usage` (with what is left)."""
+    if body is None:
+        return None
+    counts = body["usage"]
+    minute, hour = counts.get("requests_last_minute", 0), counts.get("requests_last_hour", 0)
+    return {
+        "requests_last_minute": minute,
+        "requests_last_hour": hour,
+        "remaining_minute": max(0, limits.per_minute - minute),
+        "remaining_hour": max(0, limits.per_hour - hour),
+        "timestamp": counts["timestamp"],
+    }
+
+
+def registrar(settings: HttpSettings, token: str | None) -> str:
+    """'admin' or 'open' for a caller (sending `token` as X-Admin-Token) allowed to register.
+
+    Raises ApiError otherwise. A wrong token is refused even with open registration on.
+    """
+    if token is not None:
+        if settings.admin_token and hmac.compare_digest(token.encode(), settings.admin_token.encode()):
+            return "admin"
+        raise ApiError(401, "Authentication failed", "Invalid admin token.", errors.AUTHENTICATION_ERROR)
+    if settings.open_registration:
+        return "open"
+    if settings.admin_token:
+        detail = f"Registration needs the admin token in the {ADMIN_TOKEN_HEADER} header."
+        raise ApiError(401, "Authentication failed", detail, errors.AUTHENTICATION_ERROR)
+    detail = "Registration is disabled: the operator has set neither an admin token nor open registration."
+    raise ApiError(403, "Permission denied", detail, errors.PERMISSION_DENIED)
+
+
+def check_open_request(body: RegisterRequest, plans: Plans) -> None:
+    """Open registration mints default-plan keys only, with limits no higher than the plan's."""
+    if body.plan not in (None, plans.default_plan):
+        detail = f"Open registration only creates '{plans.default_plan}' keys; ask an admin for others."
+        raise ApiError(403, "Permission denied", detail, errors.PERMISSION_DENIED)
+    limits = plans.limits_for(plans.default_plan)
+    minute, hour = body.rate_limit_per_minute or 0, body.rate_limit_per_hour or 0
+    if minute > limits.per_minute or hour > limits.per_hour:
+        detail = (
+            f"Open registration cannot raise limits above the plan's "
+            f"({limits.per_minute}/minute, {limits.per_hour}/hour)."
+        )
+        raise ApiError(403, "Permission denied", detail, errors.PERMISSION_DENIED)
+
+
+def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state["store"] = await PostgresKeyStore.connect(settings.database_url)
+        state["usage"] = UsageReader.from_url(settings.redis_url, settings.ratelimit_config)
+        try:
+            yield
+        finally:
+            await state["usage"].close()
+            await state["store"].close()
+
+    app = FastAPI(
+        title="API keys",
+        description="Register API keys and read a key's profile and current usage. Served through the "
+        "gateway under /auth/.",
+        version="1.0.0",
+        lifespan=lifespan,
+        docs_url="/auth/docs",
+        redoc_url="/auth/redoc",
+        openapi_url=OPENAPI_URL,
+    )
+    install(app)
+
+    @app.post(
+        "/auth/register",
+        status_code=201,
+        summary="Create an API key (shown once)",
+        response_model=RegisterResponse,
+        responses=ERRORS,
+        openapi_extra={
+            "requestBody": {
+                "content": {"application/json": {"schema": RegisterRequest.model_json_schema()}},
+                "required": True,
+            },
+            "parameters": [
+                {"name": "X-Admin-Token", "in": "header", "required": False, "schema": {"type": "string"}}
+            ],
+        },
+    )
+    async def register(request: Request) -> JSONResponse:
+        by = registrar(settings, request.headers.get(ADMIN_TOKEN_HEADER))
+        # Parsed by hand: clients (and the seed's curl) often send JSON without a JSON content type.
+        try:
+            body = RegisterRequest.model_validate_json(await request.body() or b"null")
+        except pydantic.ValidationError as exc:
+            return error_response(
+                422, "Validation error", describe(list(exc.errors())), errors.VALIDATION_ERROR
+            )
+        if by == "open":
+            check_open_request(body, plans)
+        plan = body.plan or plans.default_plan
+        if plan not in plans:
+            detail = f"plan: unknown plan {plan!r}; choose from {', '.join(plans.names())}"
+            return error_response(422, "Validation error", detail, errors.VALIDATION_ERROR)
+        key = keys.generate_key(keys.prefix_for(body.environment))
+        expires_at = datetime.now(UTC) + parse_duration(body.expires_in) if body.expires_in else None
+        record = await state["store"].create_key(
+            key, body.name, body.owner or body.name, plan, body.rate_limit_per_minute,
+            body.rate_limit_per_hour, body.scopes, expires_at,
+        )  # fmt: skip
+        REGISTRATIONS.labels(by).inc()
+        payload = RegisterResponse(api_key=key, **key_info(record, plans))
+        return JSONResponse(payload.model_dump(mode="json"), status_code=201)
+
+    @app.get("/auth/profile", summary="The calling key's settings and usage", response_model=ProfileResponse,
+             responses=ERRORS)  # fmt: skip
+    async def profile(request: Request) -> JSONResponse:
+        key_id = request.headers.get(KEY_ID_HEADER)
+        record = await state["store"].find_by_id(key_id) if key_id else None
+        if record is None:
+            detail = "Send your API key through the gateway: 'Authorization: Bearer <key>' or 'X-API-Key'."
+            raise ApiError(401, "Authentication failed", detail, errors.AUTHENTICATION_ERROR)
+        effective = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
+        limits = {"per_minute": effective.per_minute, "per_hour": effective.per_hour}
+        usage = None
+        try:
+            usage = usage_of(await state["usage"].read(record.id, record.plan, effective), effective)
+        except Exception as exc:  # the profile is still useful without live counters
+            log.warning("could not read usage counters: %r", exc)
+        payload = ProfileResponse(
+            **key_info(record, plans),
+            status=str(record.status()),
+            last_used_at=record.last_used_at,
+            limits=limits,
+            usage=usage,
+        )
+        return JSONResponse(payload.model_dump(mode="json"))
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # The same docs at the usual paths, for callers of this port directly.
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{app.title} - Swagger UI")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url=OPENAPI_URL, title=f"{app.title} - ReDoc")
+
+    return app

@@ -1,0 +1,82 @@
+"""Request and response bodies of the key API (pydantic: validation and the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from authz_service import scopes
+from authz_service.durations import parse_duration
+
+Label = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+class RegisterRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Label
+    owner: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+    plan: str | None = Field(default=None, description="default: the default plan (free)")
+    rate_limit_per_minute: int | None = Field(default=None, ge=1, description="default: the plan's")
+    rate_limit_per_hour: int | None = Field(default=None, ge=1, description="default: the plan's")
+    scopes: list[str] = Field(default_factory=list, description=f"route groups {scopes.SCOPES}; [] = all")
+    environment: Literal["live", "test", "dev"] = "live"
+    expires_in: str | None = Field(default=None, description="lifetime such as 30d or 12h; default: never")
+
+    @field_validator("scopes")
+    @classmethod
+    def known_scopes(cls, value: list[str]) -> list[str]:
+        return list(scopes.parse_scopes(value))
+
+    @field_validator("expires_in")
+    @classmethod
+    def valid_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class KeyInfo(BaseModel):
+    id: str
+    prefix: str = Field(description="first characters of the key, safe to display")
+    name: str
+    owner: str
+    environment: str
+    plan: str
+    rate_limit_per_minute: int = Field(description="effective: the key's own limit or its plan's")
+    rate_limit_per_hour: int
+    scopes: list[str] = Field(description="[] = every route group")
+    created_at: datetime
+    expires_at: datetime | None
+
+
+class RegisterResponse(KeyInfo):
+    api_key: str = Field(description="the key itself: shown once, only its hash is stored")
+
+
+class Limits(BaseModel):
+    per_minute: int
+    per_hour: int
+
+
+class Usage(BaseModel):
+    requests_last_minute: int
+    requests_last_hour: int
+    remaining_minute: int
+    remaining_hour: int
+    timestamp: datetime
+
+
+class ProfileResponse(KeyInfo):
+    status: str
+    last_used_at: datetime | None = Field(description="updated in batches, a few seconds late")
+    limits: Limits
+    usage: Usage | None = Field(description="null when the rate-limit counters cannot be read")
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    code: str

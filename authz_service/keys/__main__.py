@@ -1,0 +1,3 @@
+from authz_service.keys.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""Current usage of a key, read with the ratelimit service's own reader (ratelimit_service.usage).
+
+The counters, their key names and the window maths belong to ratelimit_service; reading
+them through its Limiter (peek: nothing is charged) means the profile shows exactly what
+the limiter sees. The key's effective limits are passed as overrides, as Envoy does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from authz_service.plans import Limits
+from ratelimit_service.config import DEFAULT_CONFIG, load_config
+from ratelimit_service.limiter import Limiter
+from ratelimit_service.store import store_from_url
+from ratelimit_service.usage import limiter_usage
+
+
+class UsageReader:
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+
+    @classmethod
+    def from_url(cls, redis_url: str, config: Path | None = None) -> UsageReader:
+        return cls(Limiter(load_config(config or DEFAULT_CONFIG), store_from_url(redis_url, timeout=0.5)))
+
+    async def read(self, key_id: str, plan: str, limits: Limits) -> dict[str, Any] | None:
+        """{"usage": {"requests_last_minute", "requests_last_hour", "timestamp"}, "limits": {...}} or None."""
+        overrides = {"minute": limits.per_minute, "hour": limits.per_hour}
+        return await limiter_usage(self._limiter, key_id, plan, overrides)
+
+    async def close(self) -> None:
+        await self._limiter.store.close()

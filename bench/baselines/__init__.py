@@ -1,0 +1,1 @@
+"""Gateways a user might pick instead of ours, rebuilt here only to be measured against."""

@@ -1,0 +1,215 @@
+"""The scenarios: what each one starts (its setup), what it sends, at which concurrencies.
+
+Setups that share processes (Postgres, Redis, the tiny upstream, the real sidecars, Triton)
+start them once through `Shared`; what belongs to one setup only (its Envoy, a baseline
+gateway) lives in that setup's own Launcher and stops when its cells are done.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from bench import envoy_configs
+from bench import keys as bench_keys
+from bench.load.spec import RequestSpec
+from bench.services import Launcher, clusters_healthy, http_ok
+from tests.procs import free_port
+
+EMBED_TEXT = "The quick brown fox jumps over the lazy dog."
+EMBED_BODY = json.dumps({"input_text": EMBED_TEXT}).encode()
+# KServe v2 JSON infer request; binary outputs, as tritonclient would ask for them.
+TRITON_BODY = json.dumps(
+    {
+        "inputs": [{"name": "TEXT", "shape": [1, 1], "datatype": "BYTES", "data": [EMBED_TEXT]}],
+        "outputs": [{"name": "EMBEDDING", "parameters": {"binary_data": True}}, {"name": "TOKENS"}],
+    }
+).encode()
+TRITON_MODEL = "embedder"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a setup's load goes; `admin_url` when it is an Envoy whose counters we read."""
+
+    url: str
+    admin_url: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    group: str  # proxy | scaling | embeddings
+    setup: str
+    concurrencies: tuple[int, ...]
+    keys: int = 1  # distinct API keys, cycled by the load generator
+    floor: str = "envoy"  # ratios are taken against this scenario at the same concurrency
+    calls: tuple[str, ...] = ()  # sidecar filters Envoy must consult on every request
+    path: str = "/v1/embed"
+    body: bytes = EMBED_BODY
+
+    def spec(self, keys: list[str]) -> RequestSpec:
+        return RequestSpec("POST", self.path, self.body, tuple(keys[: self.keys]))
+
+
+C3 = (1, 16, 64)
+BOTH = ("ext_authz", "ratelimit")
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("envoy", "Envoy alone (floor)", "proxy", "envoy", C3),
+    Scenario("local-ratelimit", "Envoy local_ratelimit", "proxy", "local-ratelimit", C3),
+    Scenario("noop-authz", "do-nothing ext_authz", "proxy", "noop-authz", (16,), calls=("ext_authz",)),
+    Scenario("noop-both", "do-nothing ext_authz+ratelimit", "proxy", "noop-both", C3, calls=BOTH),
+    Scenario("standard", "gateway (authz+ratelimit)", "proxy", "standard", C3, calls=BOTH),
+    Scenario("fastapi-memory", "FastAPI, memory windows", "proxy", "fastapi-memory", C3),
+    Scenario("fastapi-redis", "FastAPI, Redis windows", "proxy", "fastapi-redis", C3),
+    Scenario("standard-2proc", "gateway, 2 procs/sidecar", "scaling", "standard-2proc", (16,), calls=BOTH),
+    Scenario("standard-1k-keys", "gateway, 1k keys", "scaling", "standard", (16,), 1_000, calls=BOTH),
+    Scenario("standard-100k-keys", "gateway, 100k keys", "scaling", "standard", (16,), 100_000, calls=BOTH),
+    Scenario(
+        "triton-direct", "Triton direct (HTTP)", "embeddings", "triton-direct", (1, 8, 32), keys=0,
+        floor="triton-direct", path=f"/v2/models/{TRITON_MODEL}/infer", body=TRITON_BODY,
+    ),
+    Scenario(
+        "gateway-embed", "through the gateway", "embeddings", "gateway-embed", (1, 8, 32),
+        floor="triton-direct", calls=BOTH,
+    ),
+)  # fmt: skip
+BY_NAME = {s.name: s for s in SCENARIOS}
+
+
+class Shared:
+    """Processes several setups use, started on first use and stopped at the very end."""
+
+    def __init__(self, launcher: Launcher, keys_needed: int) -> None:
+        self.launcher = launcher
+        self.keys_needed = max(1, keys_needed)
+        self._authz: list[int] = []
+        self._ratelimit: list[int] = []
+
+    @cached_property
+    def upstream_port(self) -> int:
+        return self.launcher.tiny_upstream()
+
+    @cached_property
+    def database_url(self) -> str:
+        return self.launcher.postgres()
+
+    @cached_property
+    def redis_url(self) -> str:
+        return self.launcher.redis()
+
+    @cached_property
+    def keys(self) -> list[str]:
+        """Plaintext keys for the load generator (the floors need no store, only the same bytes)."""
+        return bench_keys.generate(self.keys_needed)
+
+    @cached_property
+    def stored_keys(self) -> list[str]:
+        bench_keys.store_keys(self.database_url, self.keys)
+        return self.keys
+
+    @cached_property
+    def keys_file(self) -> Path:
+        path = self.launcher.run_dir / "keys.txt"
+        path.write_text("\n".join(self.keys) + "\n")
+        return path
+
+    def sidecars(self, processes: int) -> tuple[list[int], list[int]]:
+        """Ports of `processes` real authz and ratelimit services each (started as needed)."""
+        _ = self.stored_keys  # before authz starts: bulk inserts would flood its NOTIFY listener
+        while len(self._authz) < processes:
+            self._authz.append(self.launcher.authz(f"authz-{len(self._authz)}", self.database_url))
+            self._ratelimit.append(
+                self.launcher.ratelimit(f"ratelimit-{len(self._ratelimit)}", self.redis_url)
+            )
+        return self._authz[:processes], self._ratelimit[:processes]
+
+    @cached_property
+    def triton(self):
+        return self.launcher.triton()
+
+    @cached_property
+    def adapter_port(self) -> int:
+        return self.launcher.adapter(self.triton)
+
+
+Setup = Callable[[Shared, Launcher], Target]
+
+
+def _simple_envoy(build: Callable[[int, int, int], dict]) -> Setup:
+    def setup(shared: Shared, own: Launcher) -> Target:
+        port, admin = free_port(), free_port()
+        config = envoy_configs.write(build(port, admin, shared.upstream_port), own.run_dir / "envoy.yaml")
+        admin_url = f"http://127.0.0.1:{admin}"
+        own.envoy("envoy", config, lambda: http_ok(f"{admin_url}/ready"))
+        return Target(f"http://127.0.0.1:{port}", admin_url)
+
+    return setup
+
+
+Ports = Callable[[Shared, Launcher], list[int]]
+
+
+def _gateway(authz: Ports, ratelimit: Ports, upstream: Callable[[Shared], int]) -> Setup:
+    def setup(shared: Shared, own: Launcher) -> Target:
+        port, admin = free_port(), free_port()
+        authz_ports, ratelimit_ports = authz(shared, own), ratelimit(shared, own)
+        path = own.run_dir / "envoy.yaml"
+        envoy_configs.gateway(path, port, admin, upstream(shared), authz_ports, ratelimit_ports)
+        url, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+
+        def ready() -> bool:
+            healthy = clusters_healthy(admin_url, {"authz", "ratelimit", "inference_adapter"})
+            return healthy and http_ok(f"{url}/ready")
+
+        own.envoy("envoy", path, ready)
+        return Target(url, admin_url)
+
+    return setup
+
+
+def _fastapi(store: str) -> Setup:
+    def setup(shared: Shared, own: Launcher) -> Target:
+        redis_url = shared.redis_url if store == "redis" else ""
+        port = own.fastapi_gateway(store, shared.upstream_port, shared.keys_file, redis_url)
+        return Target(f"http://127.0.0.1:{port}")
+
+    return setup
+
+
+def _triton_direct(shared: Shared, own: Launcher) -> Target:
+    return Target(f"http://127.0.0.1:{shared.triton.http_port}")
+
+
+def _upstream(shared: Shared) -> int:
+    return shared.upstream_port
+
+
+def _adapter(shared: Shared) -> int:
+    return shared.adapter_port
+
+
+def _noop(kind: str, key_id: str = "key_bench") -> Ports:
+    return lambda shared, own: [own.noop_sidecar(kind, key_id)]
+
+
+def _real(processes: int, which: int) -> Ports:
+    return lambda shared, own: shared.sidecars(processes)[which]
+
+
+SETUPS: dict[str, Setup] = {
+    "envoy": _simple_envoy(envoy_configs.plain_router),
+    "local-ratelimit": _simple_envoy(envoy_configs.local_ratelimit),
+    "noop-authz": _gateway(_noop("authz", key_id=""), _noop("ratelimit"), _upstream),
+    "noop-both": _gateway(_noop("authz"), _noop("ratelimit"), _upstream),
+    "standard": _gateway(_real(1, 0), _real(1, 1), _upstream),
+    "standard-2proc": _gateway(_real(2, 0), _real(2, 1), _upstream),
+    "fastapi-memory": _fastapi("memory"),
+    "fastapi-redis": _fastapi("redis"),
+    "triton-direct": _triton_direct,
+    "gateway-embed": _gateway(_real(1, 0), _real(1, 1), _adapter),
+}

@@ -1,0 +1,270 @@
+"""One rate-limit decision: descriptors → config rules → windows → one store call → verdict.
+
+No gRPC or protobuf here. Per request: match each descriptor against the current config
+(most specific wins; per-key overrides beat it), drop replaced rules, answer from the
+local over-limit cache when a window is known to be full, otherwise ask the store once.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from ratelimit_service import metrics
+from ratelimit_service.backoff import progressive_retry_after
+from ratelimit_service.config.model import OVERRIDE_PREFIX, DomainConfig, RateLimitConfig, Rule
+from ratelimit_service.local_cache import OverLimitCache
+from ratelimit_service.store.base import ALGORITHM_CODES, StoreWindow, WindowStore
+from ratelimit_service.windows import UNIT_SECONDS, Decision, Window, WindowOutcome, safe_retry_after_ms
+
+OK, OVER_LIMIT, UNAVAILABLE = "ok", "over_limit", "unavailable"
+OVERRIDE_KEYS = {f"{OVERRIDE_PREFIX}{unit}": unit for unit in UNIT_SECONDS}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestDescriptor:
+    entries: tuple[tuple[str, str], ...]
+    overrides: Mapping[str, int] = field(default_factory=dict)  # unit → limit (Envoy's limit override)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A request descriptor with the windows that apply to it."""
+
+    descriptor: int  # index in the request
+    rule: Rule | None  # None: only per-key overrides apply
+    windows: tuple[StoreWindow, ...]
+    label: str  # metrics label
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    code: str  # OK, OVER_LIMIT or UNAVAILABLE (store down with failure_mode: deny)
+    decision: Decision | None = None  # the enforced windows; None when no window applied
+    owners: tuple[int, ...] = ()  # descriptor index of each decision state
+    retry_after: int = 0
+
+
+NO_LIMITS = Verdict(OK)
+
+
+def split_overrides(entries: Sequence[tuple[str, str]]) -> tuple[tuple[tuple[str, str], ...], dict[str, int]]:
+    """Separate `rate_limit_<unit>` entries (per-key limits from authz) from the ones to match."""
+    if not any(key in OVERRIDE_KEYS for key, _ in entries):
+        return tuple(entries), {}
+    kept, overrides = [], {}
+    for key, value in entries:
+        unit = OVERRIDE_KEYS.get(key)
+        if unit is None:
+            kept.append((key, value))
+            continue
+        try:
+            limit = int(float(value))  # Envoy may render a JSON number as "70" or "70.0"
+        except ValueError:
+            continue
+        if limit >= 1:
+            overrides[unit] = limit
+    return tuple(kept), overrides
+
+
+def apply_overrides(windows: tuple[Window, ...], overrides: Mapping[str, int]) -> tuple[Window, ...]:
+    """Per-key limits replace the window of the same unit, or add a sliding window."""
+    by_unit = {w.unit: w for w in windows}
+    for unit, limit in overrides.items():
+        by_unit[unit] = replace(by_unit[unit], limit=limit) if unit in by_unit else Window(unit, limit)
+    return tuple(sorted(by_unit.values(), key=lambda w: w.seconds))
+
+
+def _escape(text: str) -> str:
+    if "|" in text or "=" in text or "\\" in text:
+        return text.replace("\\", "\\\\").replace("|", "\\|").replace("=", "\\=")
+    return text
+
+
+def counter_base(domain: str, entries: Sequence[tuple[str, str]]) -> str:
+    """`rl:{domain|k=v|…}`: the braces are the Redis Cluster hash tag shared by its windows."""
+    return "rl:{" + "|".join([_escape(domain), *(f"{_escape(k)}={_escape(v)}" for k, v in entries)]) + "}"
+
+
+def store_windows(base: str, windows: tuple[Window, ...], enforced: bool) -> tuple[StoreWindow, ...]:
+    return tuple(
+        StoreWindow(f"{base}:{w.seconds}{ALGORITHM_CODES[w.algorithm]}", w, enforced) for w in windows
+    )
+
+
+class Limiter:
+    def __init__(
+        self,
+        config: RateLimitConfig,
+        store: WindowStore,
+        cache: OverLimitCache | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.cache = cache if cache is not None else OverLimitCache()
+        self.rng = rng or random.Random()
+
+    def set_config(self, config: RateLimitConfig) -> None:
+        """Swap the config (hot reload); cached denials may follow rules that changed."""
+        self.config = config
+        self.cache.clear()
+
+    def plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
+        matched: list[tuple[int, Rule | None, tuple[tuple[str, str], ...], dict[str, int]]] = []
+        replaced: set[str] = set()
+        for i, descriptor in enumerate(descriptors):
+            entries, overrides = split_overrides(descriptor.entries)
+            overrides = {**overrides, **descriptor.overrides} if descriptor.overrides else overrides
+            rule = domain.rule_for(entries) if entries else None
+            if rule is None and not overrides:
+                continue
+            if rule is not None and rule.replaces:
+                replaced.update(rule.replaces)
+            matched.append((i, rule, entries, overrides))
+        planned = []
+        for i, rule, entries, overrides in matched:
+            if rule is not None and rule.name is not None and rule.name in replaced:
+                continue
+            windows = rule.windows if rule is not None else ()
+            if overrides:
+                windows = apply_overrides(windows, overrides)
+            if not windows:
+                continue  # unlimited
+            enforced = rule is None or not rule.shadow_mode
+            base = counter_base(domain.domain, entries)
+            planned.append(Planned(i, rule, store_windows(base, windows, enforced), _label(rule, entries)))
+        return planned
+
+    async def decide(
+        self, domain_name: str, descriptors: Sequence[RequestDescriptor], hits: int = 1
+    ) -> Verdict:
+        domain = self.config.domain(domain_name)
+        if domain is None:
+            return NO_LIMITS
+        planned = self.plan(domain, descriptors)
+        if not planned:
+            return NO_LIMITS
+        cached = self._from_cache(domain, planned, hits)
+        if cached is not None:
+            return cached
+        windows = [w for p in planned for w in p.windows]
+        started = time.perf_counter()
+        try:
+            result = await self.store.apply(windows, hits)
+        except Exception as exc:  # any store failure: the configured failure mode answers
+            metrics.STORE_ERRORS.labels(type(exc).__name__).inc()
+            return self._failure(domain, planned)
+        metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+        states: list[WindowOutcome] = []
+        owners: list[int] = []
+        specs: list[StoreWindow] = []  # aligned with states
+        i = 0
+        for p in planned:
+            shadow_over = False
+            for spec in p.windows:
+                if spec.enforced:
+                    states.append(result.states[i])
+                    owners.append(p.descriptor)
+                    specs.append(spec)
+                elif not result.fits[i]:
+                    shadow_over = True
+                i += 1
+            if shadow_over:
+                metrics.count_decision(domain.domain, p.label, metrics.SHADOW_OVER_LIMIT)
+        if not states:  # only shadow windows: nothing to enforce or to report
+            for p in planned:
+                metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT)
+            return NO_LIMITS
+        decision = Decision(result.allowed, tuple(states), hits)
+        if result.allowed:
+            for p in planned:
+                metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT)
+            return Verdict(OK, decision, tuple(owners))
+        return self._denied(domain, planned, decision, tuple(owners), specs)
+
+    def _denied(
+        self,
+        domain: DomainConfig,
+        planned: list[Planned],
+        decision: Decision,
+        owners: tuple[int, ...],
+        specs: list[StoreWindow],
+    ) -> Verdict:
+        overage = 1
+        for state, spec in zip(decision.states, specs, strict=True):
+            # Cache only a window that is full for any request (not one too big for what is left):
+            # the cache answers every request for that key as over the limit.
+            if not state.admits(1):
+                entry = self.cache.deny_until(spec.key, spec.window, safe_retry_after_ms(state, 1))
+                overage = max(overage, entry.denials)
+        self._count(domain, planned, decision, owners)
+        return Verdict(
+            OVER_LIMIT, decision, owners, self._retry_after(domain, planned, decision, owners, overage)
+        )
+
+    def _from_cache(self, domain: DomainConfig, planned: list[Planned], hits: int) -> Verdict | None:
+        states, owners = [], []
+        for p in planned:
+            for spec in p.windows:
+                entry = self.cache.get(spec.key, spec.window.limit) if spec.enforced else None
+                if entry is not None:
+                    entry.denials += 1
+                    states.append(entry)
+                    owners.append(p.descriptor)
+        if not states:
+            return None
+        metrics.LOCAL_CACHE_HITS.inc()
+        decision = Decision(False, tuple(states), hits)
+        self._count(domain, planned, decision, tuple(owners))
+        overage = max(e.denials for e in states)
+        retry_after = self._retry_after(domain, planned, decision, tuple(owners), overage)
+        return Verdict(OVER_LIMIT, decision, tuple(owners), retry_after)
+
+    def _count(self, domain: DomainConfig, planned: list[Planned], decision: Decision, owners: tuple) -> None:
+        denying = {o for s, o in zip(decision.states, owners, strict=True) if not s.admits(decision.hits)}
+        for p in planned:
+            result = metrics.OVER_LIMIT if p.descriptor in denying else metrics.WITHIN_LIMIT
+            metrics.count_decision(domain.domain, p.label, result)
+
+    def _retry_after(
+        self, domain: DomainConfig, planned: list[Planned], decision: Decision, owners: tuple, overage: int
+    ) -> int:
+        exact = decision.retry_after()
+        blocking = decision.blocking()
+        owner = next(o for s, o in zip(decision.states, owners, strict=True) if s is blocking)
+        rule = next((p.rule for p in planned if p.descriptor == owner), None)
+        policy = (rule.retry_after if rule is not None else None) or domain.retry_after
+        if policy.backoff != "progressive":
+            return exact
+        return progressive_retry_after(overage, exact, policy.jitter, self.rng)
+
+    def _failure(self, domain: DomainConfig, planned: list[Planned]) -> Verdict:
+        allow = domain.failure_mode == "allow"
+        result = metrics.FAILURE_MODE_ALLOWED if allow else metrics.FAILURE_MODE_DENIED
+        for p in planned:
+            metrics.count_decision(domain.domain, p.label, result)
+        return NO_LIMITS if allow else Verdict(UNAVAILABLE)
+
+    async def usage(
+        self, domain_name: str, entries: Sequence[tuple[str, str]], overrides: Mapping[str, int] | None = None
+    ) -> tuple[WindowOutcome, ...]:
+        """The current state of every window that applies to one descriptor, without charging it."""
+        domain = self.config.domain(domain_name)
+        if domain is None:
+            return ()
+        planned = self.plan(domain, [RequestDescriptor(tuple(entries), dict(overrides or {}))])
+        windows = [w for p in planned for w in p.windows]
+        if not windows:
+            return ()
+        return (await self.store.apply(windows, 0, peek=True)).states
+
+
+def _label(rule: Rule | None, entries: Sequence[tuple[str, str]]) -> str:
+    if rule is None:
+        return "per_key_override"
+    if rule.detailed_metric:
+        return ".".join(f"{k}_{v}" for k, v in entries)
+    return rule.metric_key

@@ -1,0 +1,96 @@
+"""Through a real Envoy (the repo's template) with the session authz service and adapter:
+GET /v1/usage (spoof-proof), and the store-down failure mode as a JSON 503."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import Gateway
+from tests.ratelimit_fixtures import RateLimitedGateway, RedisServer, spawn_gateway, write_config
+
+EMBED, USAGE = "/v1/embed", "/v1/usage"
+DENY_CONFIG = """
+domain: gateway
+failure_mode: deny
+descriptors:
+  - key: route
+    value: v1
+    descriptors:
+      - key: plan
+        descriptors:
+          - key: api_key
+            rate_limit: {unit: minute, requests_per_unit: 50}
+"""
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def rl_gateway(
+    run_dir: Path, authz_port: int, inference_adapter: str, redis_url: str, ratelimit_factory
+) -> Iterator[RateLimitedGateway]:
+    service = ratelimit_factory(None, redis_url)  # the built-in config: 60/min + 1000/h
+    gw = spawn_gateway(
+        run_dir, f"envoy-rl-{service.grpc_port}", authz_port, httpx.URL(inference_adapter).port, service
+    )
+    yield gw
+    gw.envoy.stop()
+
+
+def test_usage_through_envoy_counts_api_calls_and_needs_a_key(
+    rl_gateway: RateLimitedGateway, gateway: Gateway
+) -> None:
+    key = gateway.new_key()
+    with httpx.Client(base_url=rl_gateway.url, timeout=30) as client:
+        for i in range(2):
+            ok = client.post(EMBED, json={"input_text": f"usage {i}"}, headers=bearer(key))
+            assert ok.status_code == 200, ok.text
+            assert ok.headers["x-ratelimit-remaining-minute"] == str(60 - i - 1)
+        first = client.get(USAGE, headers=bearer(key))
+        assert first.status_code == 200, first.text
+        body = first.json()
+        assert set(body) == {"user_id", "usage", "limits"}
+        assert body["user_id"].startswith("key_")
+        assert body["usage"]["requests_last_minute"] == 2 and body["usage"]["requests_last_hour"] == 2
+        assert body["limits"] == {"per_minute": 60, "per_hour": 1000}
+        again = client.get(USAGE, headers=bearer(key)).json()
+        assert again["usage"]["requests_last_minute"] == 2  # reading usage costs no quota
+        anonymous = client.get(USAGE)
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == "AUTHENTICATION_ERROR"
+        spoofed = client.get(USAGE, headers={**bearer(key), "x-gateway-rate-limit-minute": "99999"})
+        assert spoofed.json()["limits"]["per_minute"] == 60
+
+
+def test_store_down_with_failure_mode_deny_is_a_json_503(
+    run_dir: Path,
+    authz_port: int,
+    inference_adapter: str,
+    private_redis: RedisServer,
+    ratelimit_factory,
+    gateway: Gateway,
+    tmp_path: Path,
+) -> None:
+    service = ratelimit_factory(write_config(tmp_path / "deny.yaml", DENY_CONFIG), private_redis.url)
+    gw = spawn_gateway(
+        run_dir, f"envoy-deny-{service.grpc_port}", authz_port, httpx.URL(inference_adapter).port, service
+    )
+    key = gateway.new_key()
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as client:
+            assert client.post(EMBED, json={"input_text": "up"}, headers=bearer(key)).status_code == 200
+            private_redis.stop()
+            down = client.post(EMBED, json={"input_text": "down"}, headers=bearer(key))
+            assert down.status_code == 503, down.text
+            assert down.headers["content-type"].startswith("application/json")
+            assert down.json()["code"] == "SERVICE_UNAVAILABLE" and down.headers["retry-after"] == "1"
+            usage = client.get(USAGE, headers=bearer(key))
+            assert usage.status_code == 503 and usage.json()["code"] == "SERVICE_UNAVAILABLE"
+        assert service.alive()
+    finally:
+        gw.envoy.stop()

@@ -1,0 +1,177 @@
+"""The benchmark harness's pure parts: result parsing, percentiles, targets, Envoy configs, baselines."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench import envoy_configs, profile, report, scenarios, targets
+from bench.baselines.sliding_log import MemoryLog
+from bench.load import pyload, wrk
+from bench.load.spec import LoadResult, RequestSpec, percentiles
+from bench.runner import Cell
+from stack import envoy as envoy_launcher
+
+ROOT = Path(__file__).resolve().parents[2]
+WRK_LINE = (
+    'BENCH_RESULT {"requests":1000,"duration_us":2000000,"connect":1,"read":2,"write":0,"status":3,'
+    '"timeout":4,"mean_us":812.5,"max_us":9000,"percentiles":[[50,700],[99,4200],[99.9,8000]]}'
+)
+
+
+def result(rps: float, p50_ms: float = 1.0, p99_ms: float = 2.0) -> LoadResult:
+    return LoadResult("wrk", 16, int(rps * 10), 10.0, 0, 0, {50.0: p50_ms * 1000, 99.0: p99_ms * 1000})
+
+
+def test_wrk_result_line_is_parsed_into_rps_errors_and_percentiles() -> None:
+    parsed = wrk.parse("Running 2s test\n" + WRK_LINE + "\n", concurrency=16)
+    assert parsed.rps == 500
+    assert (parsed.socket_errors, parsed.bad_status, parsed.failures) == (7, 3, 10)
+    assert (parsed.p50_ms, parsed.p99_ms, parsed.percentile_ms(99.9)) == (0.7, 4.2, 8.0)
+
+
+def test_wrk_output_without_a_result_line_is_an_error() -> None:
+    with pytest.raises(wrk.WrkError, match="no result line"):
+        wrk.parse("unable to connect to 127.0.0.1:1 Connection refused\n", 1)
+
+
+def test_wrk_command_passes_the_request_shape_to_the_lua_script() -> None:
+    if wrk.wrk_binary() is None:
+        with pytest.raises(wrk.WrkError, match="apt-get install -y wrk"):
+            wrk.command("http://h:1", RequestSpec(), 1, 1, ("-", "-"))
+        return
+    spec = RequestSpec("POST", "/v1/embed", b"{}", ("k",))
+    args = wrk.command("http://127.0.0.1:8000", spec, 64, 5, ("/tmp/body", "/tmp/keys"))
+    assert args[args.index("-c") + 1] == "64" and args[args.index("-d") + 1] == "5s"
+    assert args[-6:] == ["--", "POST", "/v1/embed", "/tmp/body", "/tmp/keys", "application/json"]
+
+
+def test_percentiles_use_nearest_rank() -> None:
+    samples = list(range(1, 101))  # 1..100
+    assert percentiles(samples, (1, 50, 99, 99.9)) == {1: 1, 50: 50, 99: 99, 99.9: 100}
+    assert percentiles([], (50,)) == {}
+
+
+def test_targets_pass_miss_and_na() -> None:
+    results = {
+        ("standard", 16): result(2000),
+        ("noop-both", 16): result(2500),
+        ("fastapi-redis", 16): result(400),
+        ("standard", 1): result(500, p50_ms=1.5),
+        ("envoy", 1): result(5000, p50_ms=0.4),
+    }
+    verdicts = {v.name: v for v in targets.evaluate(results)}
+    assert verdicts["standard vs do-nothing floor"].status == "MISS"  # 0.8x
+    assert verdicts["vs FastAPI+Redis"].status == "PASS"  # 5x
+    assert verdicts["added p50 at c=1"].measured == pytest.approx(1.1)
+    assert verdicts["added p50 at c=1"].status == "PASS"
+    assert verdicts["p99 at c=64"].status == "n/a"
+
+
+def test_python_load_generator_reads_chunked_and_sized_bodies() -> None:
+    async def statuses() -> list[int]:
+        reader = asyncio.StreamReader()
+        reader.feed_data(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")
+        reader.feed_data(b"HTTP/1.1 429 Too Many\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+        reader.feed_data(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+        return [await pyload.read_response(reader) for _ in range(3)]
+
+    assert asyncio.run(statuses()) == [200, 429, 204]
+
+
+def test_python_load_generator_sends_one_request_per_key() -> None:
+    spec = RequestSpec("POST", "/v1/embed", b'{"a":1}', ("sk_test_one", "sk_test_two"))
+    built = pyload.prebuilt(spec, "127.0.0.1:8000")
+    assert len(built) == 2
+    assert built[1].startswith(b"POST /v1/embed HTTP/1.1\r\n")
+    assert b"Authorization: Bearer sk_test_two\r\n" in built[1]
+    assert b"Content-Length: 7\r\n" in built[1] and built[1].endswith(b'\r\n\r\n{"a":1}')
+
+
+def test_seed_style_memory_log_refuses_over_the_minute_limit_without_recording() -> None:
+    log = MemoryLog({"minute": 2, "hour": 10})
+
+    async def decisions() -> list[str | None]:
+        return [await log.allow("k") for _ in range(3)] + [await log.allow("other")]
+
+    assert asyncio.run(decisions()) == [None, None, "minute", None]
+    assert len(log._logs["k"]["hour"]) == 2
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        envoy_configs.plain_router(18000, 19901, 18001),
+        envoy_configs.local_ratelimit(18000, 19901, 18001),
+        envoy_configs.tiny_upstream(18001),
+    ],
+    ids=["floor", "local_ratelimit", "tiny_upstream"],
+)
+def test_hand_written_envoy_configs_validate(config: dict, tmp_path: Path) -> None:
+    # validate() raises SystemExit with Envoy's own message when the config is invalid.
+    envoy_launcher.validate(envoy_configs.write(config, tmp_path / "envoy.yaml"))
+
+
+def test_gateway_config_lists_every_sidecar_process_as_an_endpoint(tmp_path: Path) -> None:
+    path = envoy_configs.gateway(tmp_path / "gw.yaml", 18000, 19901, 18001, [19001, 19002], [19011, 19012])
+    clusters = {c["name"]: c for c in yaml.safe_load(path.read_text())["static_resources"]["clusters"]}
+    ports = [
+        e["endpoint"]["address"]["socket_address"]["port_value"]
+        for e in clusters["authz"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    ]
+    assert ports == [19001, 19002]
+    envoy_launcher.validate(path)
+
+
+def test_cli_refuses_an_unknown_scenario_with_one_line_and_exit_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scenarios", "envoy,nope"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "unknown scenario(s): nope" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_without_wrk_the_command_says_how_to_install_it(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--scenarios", "envoy"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, env={"PATH": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert "apt-get install -y wrk" in done.stderr and "--load-tool python" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_profile_charges_samples_to_layers_from_the_innermost_frame() -> None:
+    collapsed = "\n".join(
+        [
+            "process 1;<module> (runpy.py:1);Handle._run (asyncio/events.py:80) 30",
+            "process 1;Thread.run (threading.py:982) 20",
+            "process 1;Check (authz_service/service.py:52);hash_key (authz_service/keys/__init__.py:65) 10",
+            "process 1;hit (ratelimit_service/store.py:9);pack_command (redis/connection.py:1) 5",
+        ]
+    )
+    layers, leaves, total = profile.summarize(profile.parse_collapsed(collapsed))
+    assert total == 65
+    assert layers["event-loop callbacks into C (grpc.aio's Cython)"] == 30
+    assert layers["C threads (grpc core polling/transport)"] == 20
+    assert layers["service code"] == 10 and layers["redis client"] == 5
+    assert leaves.most_common(1) == [("Handle._run (asyncio/events.py:80)", 30)]
+
+
+def test_rows_carry_ratios_to_the_floor_of_the_same_run_and_feed_the_headline() -> None:
+    floor = Cell(scenarios.BY_NAME["envoy"], 16, result(20_000, p50_ms=0.6))
+    gateway = Cell(scenarios.BY_NAME["standard"], 16, result(2_000, p50_ms=1.5))
+    broken = Cell(scenarios.BY_NAME["fastapi-redis"], 16, error="setup failed: boom")
+    rows = [report.row(c, [floor, gateway, broken]) for c in (floor, gateway, broken)]
+    assert rows[1]["rps_vs_floor"] == 0.1 and rows[1]["p50_added_ms"] == pytest.approx(0.9)
+    assert rows[2]["error"] == "setup failed: boom" and "rps" not in rows[2]
+    headline = report.headline_table(rows)
+    assert "| gateway (authz+ratelimit) | 2,000 | 0.10 | 1.50 | 2.00 |" in headline
+    assert "FastAPI" not in headline  # a failed cell has no figures to show
