@@ -12,4 +12,5 @@ RUN cp -r /models /models-gpu \
 
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 CMD ["tritonserver", "--model-repository=/models", "--model-control-mode=explicit", \
-     "--load-model=embedder", "--allow-gpu-metrics=false", "--disable-auto-complete-config"]
+     "--load-model=embedder", "--load-model=detector", "--allow-gpu-metrics=false", \
+     "--disable-auto-complete-config"]

@@ -12,78 +12,24 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from tests.envoy_fixtures import Adapter, EnvoyUnderTest, spawn_envoy, wait_for_priority_0
-from tests.inference_fixtures import TRITON_READY_TIMEOUT_S, TritonServer, distinct_free_ports, http_ok
-from tests.procs import PYTHON, Proc, free_port, python_module
+from tests.envoy_fixtures import Adapter, EnvoyUnderTest, spawn_adapter, spawn_envoy, wait_for_priority_0
+from tests.inference_fixtures import TritonServer
 
 ADAPTER_READY_TIMEOUT_S = 30
 CLUSTER = "inference_adapter"
 
 
-def adapter_app() -> FastAPI:
-    """The adapter app with the detection router: `uvicorn --factory tests.detect_fixtures:adapter_app`.
-
-    Settings come from the environment, as for `python -m inference.adapter`. Until the adapter
-    includes the router itself this adds it (one line, as the adapter will); afterwards it is a no-op.
-    """
-    from inference.adapter.app import create_app
-    from inference.adapter.detect import detect_router
-    from inference.adapter.settings import parse_settings
-
-    settings = parse_settings([])
-    app = create_app(settings)
-    if not any(getattr(route, "path", None) == "/v1/detect" for route in app.routes):
-        app.include_router(detect_router(settings))
-    return app
+@pytest.fixture(scope="session")
+def detect_triton(triton_server: TritonServer) -> TritonServer:
+    """The session Triton: `python -m inference.triton` loads the detector ensemble by default."""
+    return triton_server
 
 
 @pytest.fixture(scope="session")
-def detect_triton(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TritonServer]:
-    """Triton with the `detector` ensemble loaded (which loads `embedder` and `detect_head` with it)."""
-    run_dir = tmp_path_factory.mktemp("detect-triton")
-    http_port, grpc_port, metrics_port = distinct_free_ports(3)
-    args = [
-        "--model", "detector",
-        "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", str(metrics_port),
-        "--work-dir", str(run_dir / "work"),
-    ]  # fmt: skip
-    proc = Proc("triton-detect", python_module("inference.triton", *args), run_dir)
-    try:
-        proc.wait_until(
-            lambda: http_ok(f"http://127.0.0.1:{http_port}/v2/models/detector/ready"),
-            TRITON_READY_TIMEOUT_S,
-            "ready",
-        )
-        yield TritonServer(
-            grpc_url=f"127.0.0.1:{grpc_port}",
-            http_port=http_port,
-            metrics_url=f"http://127.0.0.1:{metrics_port}/metrics",
-        )
-    finally:
-        proc.stop(timeout=30)
-
-
-def spawn_detect_adapter(run_dir: Path, triton: TritonServer, name: str) -> Adapter:
-    """A real adapter process (uvicorn, as in production) serving /v1/detect against `triton`."""
-    port = free_port()
-    env = {"TRITON_GRPC_URL": triton.grpc_url, "TRITON_METRICS_URL": triton.metrics_url}
-    args = [PYTHON, "-m", "uvicorn", "--factory", "tests.detect_fixtures:adapter_app",
-            "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
-    proc = Proc(name, args, run_dir, env)
-    proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/ready"), ADAPTER_READY_TIMEOUT_S, "ready")
-    return Adapter(proc, port)
-
-
-@pytest.fixture(scope="session")
-def detect_adapter(tmp_path_factory: pytest.TempPathFactory, detect_triton: TritonServer) -> Iterator[str]:
-    """Base URL of an adapter serving /v1/detect whose Triton has the detector ready."""
-    adapter = spawn_detect_adapter(tmp_path_factory.mktemp("detect-adapter"), detect_triton, "adapter-detect")
-    try:
-        yield f"http://127.0.0.1:{adapter.port}"
-    finally:
-        adapter.proc.stop()
+def detect_adapter(inference_adapter: str) -> str:
+    """The session adapter serves /v1/detect too."""
+    return inference_adapter
 
 
 @dataclass(frozen=True)
@@ -121,8 +67,8 @@ def detect_pools(
     run_dir: Path, detect_triton: TritonServer, authz_port: int, loose_ratelimit_port: int
 ) -> Iterator[DetectPools]:
     """Envoy with a 2-adapter priority-0 pool and a 1-adapter priority-1 pool, all serving /v1/detect."""
-    primary = [spawn_detect_adapter(run_dir, detect_triton, f"adapter-detect-p0-{i}") for i in range(2)]
-    fallback = spawn_detect_adapter(run_dir, detect_triton, "adapter-detect-p1")
+    primary = [spawn_adapter(run_dir, detect_triton, f"adapter-detect-p0-{i}") for i in range(2)]
+    fallback = spawn_adapter(run_dir, detect_triton, "adapter-detect-p1")
     overrides = {
         "authz_port": str(authz_port),
         "ratelimit_port": str(loose_ratelimit_port),

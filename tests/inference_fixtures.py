@@ -127,7 +127,13 @@ class InferencePair:
     triton_proc: Proc
     restarts: int = 0
     procs: list[Proc] = field(default_factory=list)  # every launcher started, to stop at the end
-    triton_args: ClassVar[tuple[str, ...]] = ("--max-queue-size", str(PRIVATE_MAX_QUEUE_SIZE))
+    # Only the embedder: one python-backend stub, so the crash test knows which one it kills.
+    triton_args: ClassVar[tuple[str, ...]] = (
+        "--max-queue-size",
+        str(PRIVATE_MAX_QUEUE_SIZE),
+        "--also-load",
+        "",
+    )
 
     @property
     def server_pid(self) -> int:

@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from inference.adapter.detect import TritonDetector, detect_router
 from inference.adapter.errors import ERRORS_DOC, install_error_handlers, unavailable
 from inference.adapter.health import fetch_queue_size, health_body, package_version
 from inference.adapter.metrics import AdapterMetrics, MetricsMiddleware
@@ -29,7 +30,7 @@ from inference.adapter.triton_client import TritonEmbedder
 from inference.adapter.validation import InvalidRequest, check_body_size, max_body_bytes, parse_embed_body
 
 METRICS_TIMEOUT_S = 0.5
-ROUTES = ("/v1/embed", "/v1/embeddings", "/health", "/ready", "/metrics")
+ROUTES = ("/v1/embed", "/v1/embeddings", "/v1/detect", "/v1/detect/batch", "/health", "/ready", "/metrics")
 
 
 def _json_body(model: type) -> dict[str, object]:
@@ -56,8 +57,12 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(parts)
 
 
-def create_app(settings: AdapterSettings | None = None, embedder: TritonEmbedder | None = None) -> FastAPI:
-    """The adapter app; `embedder` is injectable for tests (default: a client for settings' Triton)."""
+def create_app(
+    settings: AdapterSettings | None = None,
+    embedder: TritonEmbedder | None = None,
+    detector: TritonDetector | None = None,
+) -> FastAPI:
+    """The adapter app; `embedder` and `detector` are injectable for tests (default: Triton clients)."""
     settings = settings or AdapterSettings()
     triton = embedder or TritonEmbedder(settings.triton_grpc_url, settings.model, settings.request_timeout)
     version = package_version()
@@ -83,6 +88,9 @@ def create_app(settings: AdapterSettings | None = None, embedder: TritonEmbedder
     )
     install_error_handlers(app, metrics)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
+    # /v1/detect*: the detector ensemble on the same Triton. Readiness stays the embedder's, so a
+    # Triton started without the detector still serves embeddings (detect then answers 503).
+    app.include_router(detect_router(settings, detector))
 
     @app.post(
         "/v1/embed",

@@ -62,6 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_option(parser, "--model-repository", "TRITON_MODEL_REPOSITORY", str(REPO_MODELS), "model repository")
     add_option(parser, "--model", "TRITON_MODEL", "embedder", "model to load (explicit model control)")
+    add_option(
+        parser,
+        "--also-load",
+        "TRITON_ALSO_LOAD",
+        "detector",
+        "comma-separated extra models to load (the detector ensemble shares the embedder); '' for none",
+    )
     add_option(parser, "--host", "TRITON_HOST", "127.0.0.1", "address for the HTTP, gRPC and metrics ports")
     add_option(parser, "--http-port", "TRITON_HTTP_PORT", 8010, "HTTP port", int)
     add_option(parser, "--grpc-port", "TRITON_GRPC_PORT", 8011, "gRPC port", int)
@@ -124,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         work_dir = Path(args.work_dir).resolve()
         overrides = overrides_from(args, device)
         repo = prepare_repository(Path(args.model_repository).resolve(), args.model, work_dir, overrides)
+        models = [args.model, *(m.strip() for m in args.also_load.split(",") if m.strip())]
+        for model in models[1:]:  # only checks they exist and parse; the overrides covered every model
+            prepare_repository(Path(args.model_repository).resolve(), model, work_dir, ModelOverrides())
         backends = prepare_backends(wheel, work_dir)
     except (LaunchError, OSError) as exc:
         say(f"error: {exc}")
@@ -131,10 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     clean_shm()
 
     say(f"starting tritonserver ({device}): grpc {at.host}:{at.grpc_port}, http :{at.http_port}")
-    say(f"loading model {args.model} from {repo}")
+    say(f"loading {', '.join(models)} from {repo}")
     started = time.monotonic()
     stopping = threading.Event()  # no model reloads while the server shuts down
-    command = server_command(wheel, backends, repo, args.model, at, args.log_verbose)
+    command = server_command(wheel, backends, repo, models, at, args.log_verbose)
     proc = start(command, server_env(wheel, libdir), stopping)
     threading.Thread(
         target=watch, args=(at.local_http_url, proc, started, args.model, stopping), daemon=True

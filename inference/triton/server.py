@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +42,14 @@ def server_env(wheel: Wheel, libdir: Path) -> dict[str, str]:
 
 
 def server_command(
-    wheel: Wheel, backends: Path, repo: Path, model: str, at: Endpoints, log_verbose: int = 0
+    wheel: Wheel, backends: Path, repo: Path, models: Sequence[str], at: Endpoints, log_verbose: int = 0
 ) -> list[str]:
     return [
         str(wheel.server),
         f"--model-repository={repo}",
         f"--backend-directory={backends}",
         "--model-control-mode=explicit",
-        f"--load-model={model}",
+        *(f"--load-model={model}" for model in models),
         "--exit-on-error=true",
         "--strict-readiness=true",
         "--exit-timeout-secs=10",

@@ -13,7 +13,6 @@ from inference.adapter.app import create_app
 from inference.adapter.detect import (
     MAX_BATCH_TEXTS,
     TritonDetector,
-    detect_router,
     detection_body,
     parse_batch_body,
     parse_detect_body,
@@ -50,8 +49,7 @@ class FakeDetector(TritonDetector):
 
 
 def app_with(detector: TritonDetector | None) -> TestClient:
-    app = create_app(SETTINGS)
-    app.include_router(detect_router(SETTINGS, detector))
+    app = create_app(SETTINGS, detector=detector)
     return TestClient(app, raise_server_exceptions=False)
 
 

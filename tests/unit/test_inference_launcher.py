@@ -223,7 +223,7 @@ def test_device_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_server_command_binds_the_host_and_loads_one_model(tmp_path: Path) -> None:
     at = Endpoints("127.0.0.1", 1, 2, 3)
-    cmd = server_command(wheel.find_wheel(), tmp_path / "backends", tmp_path / "repo", "embedder", at)
+    cmd = server_command(wheel.find_wheel(), tmp_path / "backends", tmp_path / "repo", ["embedder"], at)
     for flag in (
         "--model-control-mode=explicit",
         "--load-model=embedder",
