@@ -95,13 +95,12 @@ class WindowState:
         return self.seconds_to_bucket_end()
 
 
-@dataclass(frozen=True, slots=True)
-class FixedWindowState:
-    """fixed_window: the count of the current aligned window and how far into it `now` is."""
+class _CountedState:
+    """Shared by the exact-count states: the store reports `count` including admitted hits."""
 
+    __slots__ = ()
     window: Window
-    count: int  # includes this request's hits when it was admitted
-    elapsed_ms: int
+    count: int
 
     def admits(self, hits: int) -> bool:
         return self.count + hits <= self.window.limit
@@ -111,6 +110,15 @@ class FixedWindowState:
 
     def used(self) -> int:
         return self.count
+
+
+@dataclass(frozen=True, slots=True)
+class FixedWindowState(_CountedState):
+    """fixed_window: the count of the current aligned window and how far into it `now` is."""
+
+    window: Window
+    count: int  # includes this request's hits when it was admitted
+    elapsed_ms: int
 
     def retry_after_ms(self, hits: int) -> int:
         return 0 if self.admits(hits) else self.window.seconds * 1000 - self.elapsed_ms
@@ -120,7 +128,7 @@ class FixedWindowState:
 
 
 @dataclass(frozen=True, slots=True)
-class LogState:
+class LogState(_CountedState):
     """sliding_log: the exact count in (now - W, now] and when the entry that matters leaves.
 
     `frees_in_ms` is the time until the oldest entry leaves the window; for a denial, until
@@ -130,15 +138,6 @@ class LogState:
     window: Window
     count: int  # includes this request's hits when it was admitted
     frees_in_ms: int
-
-    def admits(self, hits: int) -> bool:
-        return self.count + hits <= self.window.limit
-
-    def remaining(self) -> int:
-        return max(0, self.window.limit - self.count)
-
-    def used(self) -> int:
-        return self.count
 
     def retry_after_ms(self, hits: int) -> int:
         if hits > self.window.limit:

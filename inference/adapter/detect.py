@@ -29,8 +29,8 @@ from inference.adapter.errors import ERRORS_DOC
 from inference.adapter.responses import OrjsonResponse
 from inference.adapter.settings import AdapterSettings
 from inference.adapter.triton_client import (
-    CHANNEL_ARGS,
     PROBE_TIMEOUT_S,
+    TritonConnection,
     TritonFailure,
     TritonUnavailable,
     _raise_mapped,
@@ -53,7 +53,7 @@ MAX_BATCH_TEXTS = 64  # the ensemble's max_batch_size: one batch request is one 
 PROBS = "PROBS"
 
 
-class TritonDetector:
+class TritonDetector(TritonConnection):
     """Texts in, class probabilities out, over one shared `tritonclient.grpc.aio` channel."""
 
     def __init__(
@@ -66,20 +66,6 @@ class TritonDetector:
         self._client: InferenceServerClient | None = None
         self._device: str | None = None
         self._outputs = [InferRequestedOutput(PROBS)]
-
-    async def start(self) -> None:
-        self._client = InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)  # connects lazily
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
-    @property
-    def client(self) -> InferenceServerClient:
-        if self._client is None:
-            raise TritonUnavailable("Triton client is not started")
-        return self._client
 
     async def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(n, len(CLASSES)) probabilities in input order."""

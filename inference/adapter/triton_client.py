@@ -97,7 +97,29 @@ def chunks(count: int, size: int) -> list[tuple[int, int]]:
     return [(start, min(start + step, count)) for start in range(0, count, step)]
 
 
-class TritonEmbedder:
+class TritonConnection:
+    """One shared `tritonclient.grpc.aio` channel, opened at app start and closed at shutdown."""
+
+    url: str
+    _client: InferenceServerClient | None = None
+
+    async def start(self) -> None:
+        # The channel connects lazily, so this succeeds while Triton is still down.
+        self._client = InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    @property
+    def client(self) -> InferenceServerClient:
+        if self._client is None:
+            raise TritonUnavailable("Triton client is not started")
+        return self._client
+
+
+class TritonEmbedder(TritonConnection):
     """Texts in, vectors out. A list goes to Triton as one request per `max_batch_size` chunk (fewer
     round trips than one per text); Triton's dynamic batcher merges them with other clients' requests."""
 
@@ -117,21 +139,6 @@ class TritonEmbedder:
             InferRequestedOutput(self.embedding_output),
             InferRequestedOutput(self.tokens_output),
         ]
-
-    async def start(self) -> None:
-        # The channel connects lazily, so this succeeds while Triton is still down.
-        self._client = InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
-    @property
-    def client(self) -> InferenceServerClient:
-        if self._client is None:
-            raise TritonUnavailable("Triton client is not started")
-        return self._client
 
     async def embed(self, texts: Sequence[str], batched: bool = True) -> Embeddings:
         """Embeddings for `texts` in order. `batched` False sends one request per text (for comparison)."""
