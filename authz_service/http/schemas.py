@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from authz_service import scopes
 from authz_service.durations import parse_duration
 
+INT4_MAX = 2**31 - 1  # the key store's limit columns are Postgres `integer`
+
 Label = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
 
 
@@ -19,8 +21,12 @@ class RegisterRequest(BaseModel):
     name: str = Label
     owner: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
     plan: str | None = Field(default=None, description="default: the default plan (free)")
-    rate_limit_per_minute: int | None = Field(default=None, ge=1, description="default: the plan's")
-    rate_limit_per_hour: int | None = Field(default=None, ge=1, description="default: the plan's")
+    rate_limit_per_minute: int | None = Field(
+        default=None, ge=1, le=INT4_MAX, description="default: the plan's"
+    )
+    rate_limit_per_hour: int | None = Field(
+        default=None, ge=1, le=INT4_MAX, description="default: the plan's"
+    )
     scopes: list[str] = Field(default_factory=list, description=f"route groups {scopes.SCOPES}; [] = all")
     environment: Literal["live", "test", "dev"] = "live"
     expires_in: str | None = Field(default=None, description="lifetime such as 30d or 12h; default: never")
