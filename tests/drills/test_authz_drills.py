@@ -103,13 +103,19 @@ def test_all_authz_replicas_killed_fails_closed_then_recovers(
     )
 
 
-def test_one_of_two_authz_replicas_killed_under_load(fleet: Fleet, key: str, drill_log: DrillLog) -> None:
+def start_load(fleet: Fleet, key: str) -> tuple[threading.Event, Counter, threading.Thread]:
+    """Both replicas healthy, then a client thread keeping requests flowing (1 s warm-up)."""
     for replica in fleet.replicas:
         fleet.health.seconds_until(f"127.0.0.1:{replica.port}", "healthy")
     stop, tally = threading.Event(), Counter()
     client = threading.Thread(target=load, args=(fleet.url, key, stop, tally))
     client.start()
     time.sleep(1)
+    return stop, tally, client
+
+
+def test_one_of_two_authz_replicas_killed_under_load(fleet: Fleet, key: str, drill_log: DrillLog) -> None:
+    stop, tally, client = start_load(fleet, key)
     victim = fleet.replicas[0]
     victim.kill()
     removed = fleet.health.seconds_until(f"127.0.0.1:{victim.port}", "unhealthy")
@@ -145,12 +151,7 @@ def test_one_of_two_authz_replicas_killed_under_load(fleet: Fleet, key: str, dri
 
 def test_sigterm_to_one_authz_replica_under_load_drains(fleet: Fleet, key: str, drill_log: DrillLog) -> None:
     """SIGTERM (not a crash): the replica drains its in-flight checks and exits; the other serves."""
-    for replica in fleet.replicas:
-        fleet.health.seconds_until(f"127.0.0.1:{replica.port}", "healthy")
-    stop, tally = threading.Event(), Counter()
-    client = threading.Thread(target=load, args=(fleet.url, key, stop, tally))
-    client.start()
-    time.sleep(1)
+    stop, tally, client = start_load(fleet, key)
     victim = fleet.replicas[1]
     assert victim.proc is not None
     started = time.monotonic()
