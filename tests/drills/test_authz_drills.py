@@ -20,6 +20,8 @@ from tests.drills.wire import is_error_shape
 from tests.procs import Proc, free_port
 
 LOAD_SECONDS = 6.0
+CLIENTS = 4  # so that calls are in flight on the victim when it goes
+TALLY_LOCK = threading.Lock()
 
 
 class Fleet:
@@ -66,9 +68,10 @@ def load(url: str, key: str, stop: threading.Event, tally: Counter) -> None:
     with httpx.Client(base_url=url, timeout=5, headers={"Authorization": f"Bearer {key}"}) as http:
         while not stop.is_set():
             response = http.post("/v1/embed", json={"input_text": "x"})
-            tally["sent"] += 1
-            tally[response.status_code] += 1
-            tally["bad_shape"] += not is_error_shape(response.status_code, response.content)
+            with TALLY_LOCK:  # several client threads share one tally
+                tally["sent"] += 1
+                tally[response.status_code] += 1
+                tally["bad_shape"] += not is_error_shape(response.status_code, response.content)
 
 
 def test_all_authz_replicas_killed_fails_closed_then_recovers(
@@ -103,19 +106,26 @@ def test_all_authz_replicas_killed_fails_closed_then_recovers(
     )
 
 
-def start_load(fleet: Fleet, key: str) -> tuple[threading.Event, Counter, threading.Thread]:
-    """Both replicas healthy, then a client thread keeping requests flowing (1 s warm-up)."""
+def start_load(fleet: Fleet, key: str) -> tuple[threading.Event, Counter, list[threading.Thread]]:
+    """Both replicas healthy, then CLIENTS threads keeping requests flowing (1 s warm-up)."""
     for replica in fleet.replicas:
         fleet.health.seconds_until(f"127.0.0.1:{replica.port}", "healthy")
     stop, tally = threading.Event(), Counter()
-    client = threading.Thread(target=load, args=(fleet.url, key, stop, tally))
-    client.start()
+    clients = [threading.Thread(target=load, args=(fleet.url, key, stop, tally)) for _ in range(CLIENTS)]
+    for client in clients:
+        client.start()
     time.sleep(1)
-    return stop, tally, client
+    return stop, tally, clients
+
+
+def stop_load(stop: threading.Event, clients: list[threading.Thread]) -> None:
+    stop.set()
+    for client in clients:
+        client.join(10)
 
 
 def test_one_of_two_authz_replicas_killed_under_load(fleet: Fleet, key: str, drill_log: DrillLog) -> None:
-    stop, tally, client = start_load(fleet, key)
+    stop, tally, clients = start_load(fleet, key)
     victim = fleet.replicas[0]
     victim.kill()
     removed = fleet.health.seconds_until(f"127.0.0.1:{victim.port}", "unhealthy")
@@ -124,8 +134,7 @@ def test_one_of_two_authz_replicas_killed_under_load(fleet: Fleet, key: str, dri
     before = dict(tally)
     time.sleep(1)
     errors_after_removal.update({k: tally[k] - before.get(k, 0) for k in tally})
-    stop.set()
-    client.join(10)
+    stop_load(stop, clients)
     victim.start()
     back = fleet.health.seconds_until(f"127.0.0.1:{victim.port}", "healthy")
     failed = tally["sent"] - tally[200]
@@ -133,14 +142,15 @@ def test_one_of_two_authz_replicas_killed_under_load(fleet: Fleet, key: str, dri
         tally
     )
     assert errors_after_removal[200] == errors_after_removal["sent"] > 0, errors_after_removal
+    # At most the checks in flight on the victim may fail; Envoy retries the rest elsewhere.
+    assert failed <= CLIENTS, tally
     drill_log.record(
         Row(
-            "fault: one of two authz replicas killed under load",
-            "health checks remove it; no errors once removed; back when restarted",
-            f"removed after {removed:.2f} s; {failed} JSON 503 before removal, 0 after; "
-            f"healthy again {back:.2f} s after restart. GAP: until the health check (5 s interval) "
-            "removes it, about half the requests get a 503: needs outlier detection or a retry "
-            "on the authz cluster",
+            f"fault: one of two authz replicas killed (SIGKILL) under load, {CLIENTS} clients",
+            "no errors beyond the in-flight calls; ejected at once; back when restarted",
+            f"ejected after {removed:.2f} s (outlier detection on the first refused connection); "
+            f"{failed} JSON 503 of {tally['sent']} (check retried on the other replica); "
+            f"healthy again {back:.2f} s after restart",
             "tests/drills/test_authz_drills.py",
             sent=tally["sent"],
             failed=failed,
@@ -151,32 +161,31 @@ def test_one_of_two_authz_replicas_killed_under_load(fleet: Fleet, key: str, dri
 
 def test_sigterm_to_one_authz_replica_under_load_drains(fleet: Fleet, key: str, drill_log: DrillLog) -> None:
     """SIGTERM (not a crash): the replica drains its in-flight checks and exits; the other serves."""
-    stop, tally, client = start_load(fleet, key)
+    stop, tally, clients = start_load(fleet, key)
     victim = fleet.replicas[1]
     assert victim.proc is not None
     started = time.monotonic()
     exit_code = victim.proc.stop(signal.SIGTERM)
     drained = time.monotonic() - started
     victim.proc = None
-    removed = fleet.health.seconds_until(f"127.0.0.1:{victim.port}", "unhealthy")
+    fleet.health.seconds_until(f"127.0.0.1:{victim.port}", "unhealthy")
     before = dict(tally)
     time.sleep(1)
     after_removal = {k: tally[k] - before.get(k, 0) for k in ("sent", 200)}
-    stop.set()
-    client.join(10)
+    stop_load(stop, clients)
     victim.start()
     fleet.health.seconds_until(f"127.0.0.1:{victim.port}", "healthy")
     failed = tally["sent"] - tally[200]
-    assert exit_code == 0 and drained < 6, (exit_code, drained)
+    assert exit_code == 0 and drained < 8, (exit_code, drained)
     assert tally["bad_shape"] == 0 and set(tally) <= {"sent", "bad_shape", 200, 503}, tally
     assert after_removal["sent"] == after_removal[200] > 0, after_removal
+    assert failed == 0, tally
     drill_log.record(
         Row(
-            "fault: SIGTERM to one of two authz replicas under load",
-            "drains and exits 0; no errors once Envoy removed it",
-            f"exited 0 in {drained:.2f} s; unhealthy in Envoy after {removed:.2f} s; "
-            f"{failed} JSON 503 of {tally['sent']} before that, 0 after. GAP: the replica stops at once "
-            "instead of reporting NOT_SERVING and serving on until Envoy's health check drops it",
+            f"fault: SIGTERM to one of two authz replicas under load, {CLIENTS} clients",
+            "reports NOT_SERVING, serves until Envoy drops it, exits 0; no failed request",
+            f"exited 0 after a {drained:.2f} s drain (NOT_SERVING until Envoy's health check marked "
+            f"it down); {failed} failed of {tally['sent']}",
             "tests/drills/test_authz_drills.py",
             sent=tally["sent"],
             failed=failed,
