@@ -24,6 +24,7 @@ from authz_service.settings import (
     plans_from_args,
 )
 from authz_service.store import NOTIFY_CHANNEL, PostgresKeyStore
+from common import event_loop
 from common.grpc_serving import GrpcApp
 from common.settings import add_option, positive_int
 
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.metrics_port:
             metrics.serve(args.metrics_port, args.host)
-        asyncio.run(serve(args, plans))
+        event_loop.run(serve(args, plans))
     except OSError as exc:
         raise SystemExit(f"authz_service: {exc}") from None
 

@@ -9,7 +9,6 @@ real work (key lookup, Redis round trip); the gap between these and Envoy alone 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
@@ -20,6 +19,7 @@ from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
 from google.protobuf.struct_pb2 import Struct
 from google.rpc import code_pb2, status_pb2
 
+from common import event_loop
 from common.grpc_serving import GrpcApp
 from common.settings import add_option
 
@@ -77,7 +77,7 @@ async def serve(args: argparse.Namespace) -> None:
         await app.set_serving(True)
         print(f"noop {args.kind} sidecar on 127.0.0.1:{app.bound_port}", flush=True)
 
-    await app.run(on_start, grace_seconds=1)
+    await app.run(on_start, drain_seconds=0)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     args = parser.parse_args(argv)
     try:
-        asyncio.run(serve(args))
+        event_loop.run(serve(args))
     except OSError as exc:
         sys.exit(f"noop sidecar: {exc}")
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from envoy.service.ratelimit.v3 import rls_pb2_grpc
 
+from common import event_loop
 from common.grpc_serving import GrpcApp
 from common.settings import add_option, env_default, positive_int
 from ratelimit_service.config import DEFAULT_CONFIG, ConfigError, RateLimitConfig, load_config
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"ratelimit_service: error: bad config: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
-        asyncio.run(serve(args, config))
+        event_loop.run(serve(args, config))
     except ValueError as exc:  # a store URL we cannot use
         print(f"ratelimit_service: error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -18,11 +18,14 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.exceptions import NoScriptError
 
 from ratelimit_service.store.base import ALGORITHM_CODES, StoreResult, StoreWindow, decode, request_token
+from ratelimit_service.store.coalesce import Coalescer
 
 SCRIPT = (Path(__file__).parent / "windows.lua").read_text()
 MAX_CONNECTIONS = 64  # per process; more in flight wait for a free connection
+ScriptCall = tuple[list[str], list]  # KEYS, ARGV of one windows.lua run
 
 
 def script_args(windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None) -> list:
@@ -34,13 +37,19 @@ def script_args(windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: i
 
 
 class RedisStore:
-    def __init__(self, client: redis.Redis | RedisCluster, cluster: bool = False) -> None:
+    def __init__(
+        self, client: redis.Redis | RedisCluster, cluster: bool = False, cluster_deadline: float | None = None
+    ) -> None:
         self.client = client
         self.cluster = cluster
+        self.cluster_deadline = cluster_deadline  # seconds for a whole cluster call; None: unbounded
         # register_script uses EVALSHA and loads the script again on NOSCRIPT.
         self._script = client.register_script(SCRIPT)
         self._ready = not cluster
         self._init_lock = asyncio.Lock()
+        self._refreshing: asyncio.Task | None = None  # cluster: the slot map refresh under way
+        # Single node / Sentinel: concurrent decisions share round trips (pipelines).
+        self._batches: Coalescer[ScriptCall, list] | None = None if cluster else Coalescer(self._send_batch)
 
     async def _initialize(self) -> None:
         # Many first calls at once would each (re)initialise redis-py's cluster client and close
@@ -53,19 +62,65 @@ class RedisStore:
     async def apply(
         self, windows: Sequence[StoreWindow], hits: int = 1, *, peek: bool = False, now_ms: int | None = None
     ) -> StoreResult:
-        if not self._ready:
-            await self._initialize()
-        if not self.cluster or len({key_slot(w.key.encode()) for w in windows}) <= 1:
-            return await self._run(windows, hits, peek, now_ms)
-        return await self._run_per_slot(windows, hits, peek, now_ms)
+        if self.cluster:
+            return await self._apply_cluster(windows, hits, peek, now_ms)
+        return await self._run(windows, hits, peek, now_ms)
+
+    async def _apply_cluster(
+        self, windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None
+    ) -> StoreResult:
+        try:
+            # During a failover redis-py pauses 0.25 s on CLUSTERDOWN and refreshes its slot map
+            # after each failed call: bound the whole call so that the failure mode answers
+            # before Envoy gives up on this service (0.25 s).
+            async with asyncio.timeout(self.cluster_deadline):
+                if not self._ready:
+                    # Shielded: a caller out of time stops waiting, the refresh goes on (cancelled,
+                    # it would drop every connection and leave the next call to start over).
+                    await asyncio.shield(self._refresh())
+                if len({key_slot(w.key.encode()) for w in windows}) <= 1:
+                    return await self._run(windows, hits, peek, now_ms)
+                return await self._run_per_slot(windows, hits, peek, now_ms)
+        except Exception:
+            # Dead node, moved slots, CLUSTERDOWN: the next call refreshes the slot map first (a
+            # no-op when redis-py did not ask for one). No retry: the script may have run.
+            self._ready = False
+            raise
+
+    def _refresh(self) -> asyncio.Task:
+        """The slot map refresh under way, or a new one: one at a time, shared by all callers."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.create_task(self._initialize())
+        return self._refreshing
 
     async def _run(
         self, windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None
     ) -> StoreResult:
-        reply = await self._script(
-            keys=[w.key for w in windows], args=script_args(windows, hits, peek, now_ms)
-        )
+        keys, args = [w.key for w in windows], script_args(windows, hits, peek, now_ms)
+        if self._batches is not None:
+            reply = await self._batches.submit((keys, args))
+        else:
+            reply = await self._script(keys=keys, args=args)
         return decode(windows, reply)
+
+    async def _send_batch(self, calls: list[ScriptCall]) -> list:
+        """One pipeline of EVALSHAs (no MULTI: each script is atomic on its own)."""
+        if len(calls) == 1:
+            keys, args = calls[0]
+            return [await self._script(keys=keys, args=args)]
+        replies = await self._pipeline(calls)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:  # Redis restarted or flushed its scripts: those calls did not run
+            await self.client.script_load(SCRIPT)
+            for i, reply in zip(missing, await self._pipeline([calls[i] for i in missing]), strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _pipeline(self, calls: list[ScriptCall]) -> list:
+        pipe = self.client.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
+        return await pipe.execute(raise_on_error=False)
 
     async def _run_per_slot(
         self, windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None
@@ -123,7 +178,9 @@ def redis_store_from_url(url: str, timeout: float) -> RedisStore:
             ssl=parts.scheme.startswith("rediss"),
             **options,
         )
-        return RedisStore(client, cluster=True)
+        # MOVED hops, a NOSCRIPT reload or one script per slot fit in twice the store timeout,
+        # still under Envoy's 0.25 s for the default 0.1 s.
+        return RedisStore(client, cluster=True, cluster_deadline=2 * timeout)
     if parts.scheme == "redis+sentinel":
         path = [p for p in parts.path.split("/") if p]
         if not path:

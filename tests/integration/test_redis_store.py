@@ -80,3 +80,21 @@ async def test_script_is_reloaded_after_script_flush(redis_url: str) -> None:
         assert (await rl.apply(windows_of(WINDOWS))).allowed
     finally:
         await rl.close()
+
+
+async def test_concurrent_calls_share_pipelines_and_survive_a_script_flush(redis_url: str) -> None:
+    """Calls made at once go out as pipelines; after SCRIPT FLUSH (a Redis restart loses its
+    scripts) the batch reloads the script and every call is decided exactly once."""
+    rl = store(redis_url)
+    specs = windows_of((Window("minute", 50),))
+    raw = redis.from_url(redis_url)
+    try:
+        first = await asyncio.gather(*(rl.apply(specs) for _ in range(30)))
+        await raw.script_flush()
+        second = await asyncio.gather(*(rl.apply(specs) for _ in range(30)))
+        allowed = [r.allowed for r in (*first, *second)]
+        assert allowed.count(True) == 50 and allowed.count(False) == 10
+        assert rl._batches is not None and rl._batches.batches < rl._batches.calls  # batched
+    finally:
+        await raw.aclose()
+        await rl.close()
