@@ -10,7 +10,7 @@ import sys
 
 from envoy.service.auth.v3 import external_auth_pb2_grpc
 
-from authz_service import keys, metrics
+from authz_service import fused, keys, metrics
 from authz_service.cache import KeyCache
 from authz_service.invalidation import InvalidationListener
 from authz_service.last_used import LastUsedRecorder
@@ -27,6 +27,7 @@ from authz_service.store import NOTIFY_CHANNEL, PostgresKeyStore
 from common import event_loop
 from common.grpc_serving import GrpcApp
 from common.settings import add_option, positive_int
+from ratelimit_service.config import ConfigError
 
 log = logging.getLogger("authz_service")
 
@@ -89,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_option(parser, "--metrics-port", "AUTHZ_METRICS_PORT", 0, "Prometheus /metrics port (0: off)", int)
     add_plan_options(parser)
+    fused.add_fused_options(parser)
     add_option(parser, "--log-level", "LOG_LEVEL", "INFO", "logging level")
     parser.add_argument("--no-dev-key", action="store_true", help="do not create or print a dev key")
     return parser.parse_args(argv)
@@ -101,12 +103,13 @@ async def ensure_dev_key(store: PostgresKeyStore, key: str, plans: Plans) -> str
     return key
 
 
-async def serve(args: argparse.Namespace, plans: Plans) -> None:
+async def serve(args: argparse.Namespace, plans: Plans, limits: fused.FusedLimits | None = None) -> None:
     cache: KeyCache = KeyCache(
         args.cache_size, args.cache_ttl, args.negative_cache_size, args.negative_cache_ttl
     )
     last_used = LastUsedRecorder(args.last_used_interval)
     service = AuthorizationService(cache, plans, last_used, args.lookup_timeout)
+    service.limits = limits
     app = GrpcApp(args.grpc_port, args.host, ["envoy.service.auth.v3.Authorization"])
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(service, app.server)
     metrics.CACHED_KEYS.set_function(lambda: cache.sizes()[0])
@@ -131,6 +134,11 @@ async def serve(args: argparse.Namespace, plans: Plans) -> None:
             # Printed on purpose (seed: "The gateway will print your API key on startup").
             print(f"Dev API key: {dev_key}", flush=True)
         service.store = store
+        if limits is not None:
+            watcher = fused.config_watcher(args, limits)
+            if watcher is not None:
+                limits.watch(watcher)
+            log.info("fused mode: this service decides the rate limits too")
         await app.set_serving(True)
         log.info("ready (plans: %s)", ", ".join(plans.names()))
 
@@ -142,6 +150,8 @@ async def serve(args: argparse.Namespace, plans: Plans) -> None:
                 await task
         if store is not None:
             await store.close()
+        if limits is not None:
+            await limits.close()
 
     await app.run(on_start, on_stop)
 
@@ -155,9 +165,13 @@ def main(argv: list[str] | None = None) -> None:
         level=args.log_level.upper(), format="authz %(levelname)s %(message)s", stream=sys.stderr
     )
     try:
+        limits = fused.from_args(args) if args.fused_limits else None
+    except (ConfigError, ValueError) as exc:  # a bad --ratelimit-config or --redis-url
+        fail(PROG, f"fused limits: {exc}")
+    try:
         if args.metrics_port:
             metrics.serve(args.metrics_port, args.host)
-        event_loop.run(serve(args, plans))
+        event_loop.run(serve(args, plans, limits))
     except OSError as exc:
         raise SystemExit(f"authz_service: {exc}") from None
 

@@ -6,7 +6,8 @@ one dict lookup, two float comparisons, a scope test and a prebuilt response.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
@@ -27,6 +28,9 @@ class Grant:
     revoked_at: float | None  # epoch seconds; may lie ahead (end of a rotation's grace period)
     expires_at: float | None
     ok: CheckResponse
+    # For fused mode (authz_service.fused): what Envoy's rate-limit descriptor would carry.
+    plan: str = ""
+    own_limits: Mapping[str, int] = field(default_factory=dict)  # unit → the key's own limit
 
     def decide(self, path: str, now: float) -> CheckResponse:
         """The response for a request to `path` at `now` (epoch seconds) made with this key."""
@@ -47,4 +51,12 @@ def grant_for(record: KeyRecord, plans: Plans) -> Grant:
         revoked_at=_epoch(record.revoked_at),
         expires_at=_epoch(record.expires_at),
         ok=responses.allowed(record, limits),
+        plan=record.plan,
+        own_limits=own_limits(record),
     )
+
+
+def own_limits(record: KeyRecord) -> dict[str, int]:
+    """The key's own limits by unit (the metadata's key_rate_limit_*): they beat the plan's."""
+    found = {"minute": record.rate_limit_minute, "hour": record.rate_limit_hour}
+    return {unit: limit for unit, limit in found.items() if limit is not None}

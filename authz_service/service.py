@@ -32,6 +32,12 @@ class KeyLookup(Protocol):
     async def find_by_hash(self, key_hash: str, timeout: float | None = None) -> KeyRecord | None: ...
 
 
+class GrantedLimits(Protocol):
+    """Fused mode (authz_service.fused): the rate limits of a granted request, in the same call."""
+
+    async def check(self, request: CheckRequest, grant: Grant) -> CheckResponse: ...
+
+
 class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
     def __init__(
         self,
@@ -45,6 +51,7 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         self.last_used = last_used or LastUsedRecorder(interval_seconds=10.0)
         self.lookup_timeout = lookup_timeout  # below Envoy's ext_authz timeout: we answer 503 first
         self.store: KeyLookup | None = None  # set once Postgres is reachable
+        self.limits: GrantedLimits | None = None  # fused mode only
         self._loading: dict[str, asyncio.Task[Grant | object | None]] = {}
         self._store_failing = False
 
@@ -72,6 +79,8 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         if response is grant.ok:
             self.last_used.touch(grant.key_id)
             metrics.OK.inc()
+            if self.limits is not None:
+                return await self.limits.check(request, grant)
         else:
             metrics.DENIED.inc()
         return response

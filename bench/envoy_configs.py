@@ -126,8 +126,11 @@ def gateway(
     upstream_port: int,
     authz_ports: list[int],
     ratelimit_ports: list[int],
+    fused: bool = False,
 ) -> Path:
     """The project's template, every sidecar process as one endpoint of its cluster.
+
+    `fused`: rendered in fused mode (no ratelimit filter; the authz service decides the limits).
 
     Separate ports, not SO_REUSEPORT: Envoy keeps few long-lived HTTP/2 connections, so a
     shared port balances connections rather than calls (shared/notes/performance.md).
@@ -136,10 +139,12 @@ def gateway(
         "listen_port": str(port),
         "admin_port": str(admin_port),
         "authz_port": str(authz_ports[0]),
-        "ratelimit_port": str(ratelimit_ports[0]),
         "adapter_port": str(upstream_port),
         "inference_endpoints": f"127.0.0.1:{upstream_port}",
+        "fused_limits": "true" if fused else "false",
     }
+    if ratelimit_ports:
+        overrides["ratelimit_port"] = str(ratelimit_ports[0])
     envoy_launcher.write_config(path, overrides)
     config = yaml.safe_load(path.read_text())
     for cluster in config["static_resources"]["clusters"]:

@@ -102,13 +102,13 @@ def embeddings_bars(cells: list[Cell], path: Path, title: str) -> Path | None:
         series = {c.concurrency: c for c in measured if c.scenario.name == name}
         xs = [j + i * width for j, level in enumerate(levels) if level in series]
         cells_ = [series[level] for level in levels if level in series]
-        bars = ax.bar(xs, [c.result.rps for c in cells_], width=width, label=cells_[0].scenario.title)
-        ax.bar_label(
-            bars, labels=[f"{c.result.rps:.0f}\np50 {c.result.p50_ms:.0f} ms" for c in cells_], fontsize=7
-        )
+        texts = cells_[0].scenario.texts
+        bars = ax.bar(xs, [c.result.rps * texts for c in cells_], width=width, label=cells_[0].scenario.title)
+        labels = [f"{c.result.rps * texts:.0f}\np50 {c.result.p50_ms:.0f} ms" for c in cells_]
+        ax.bar_label(bars, labels=labels, fontsize=7)
     ax.set_xticks([j + width * (len(names) - 1) / 2 for j in range(len(levels))])
     ax.set_xticklabels([f"c={level}" for level in levels])
-    ax.set_ylabel("texts/s (one text per request)")
+    ax.set_ylabel("texts/s")
     ax.margins(y=0.2)  # room for the labels
     ax.legend(fontsize=8)
     ax.set_title(f"Embeddings end to end{title}")

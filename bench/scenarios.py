@@ -29,6 +29,17 @@ TRITON_BODY = json.dumps(
     }
 ).encode()
 TRITON_MODEL = "embedder"
+# The same comparison with 16 texts per request (OpenAI /v1/embeddings on the gateway side):
+# what a client embedding documents sends, and where the proxy's per-request cost is shared.
+BATCH_TEXTS = 16
+BATCH_INPUT = [f"{EMBED_TEXT} ({i})" for i in range(BATCH_TEXTS)]
+EMBEDDINGS_BATCH_BODY = json.dumps({"input": BATCH_INPUT, "model": "all-MiniLM-L6-v2"}).encode()
+TRITON_BATCH_BODY = json.dumps(
+    {
+        "inputs": [{"name": "TEXT", "shape": [BATCH_TEXTS, 1], "datatype": "BYTES", "data": BATCH_INPUT}],
+        "outputs": [{"name": "EMBEDDING", "parameters": {"binary_data": True}}, {"name": "TOKENS"}],
+    }
+).encode()
 
 
 @dataclass(frozen=True)
@@ -51,6 +62,7 @@ class Scenario:
     calls: tuple[str, ...] = ()  # sidecar filters Envoy must consult on every request
     path: str = "/v1/embed"
     body: bytes = EMBED_BODY
+    texts: int = 1  # texts per request (embeddings): texts/s = rps × texts
 
     def spec(self, keys: list[str]) -> RequestSpec:
         return RequestSpec("POST", self.path, self.body, tuple(keys[: self.keys]))
@@ -64,6 +76,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("noop-authz", "do-nothing ext_authz", "proxy", "noop-authz", (16,), calls=("ext_authz",)),
     Scenario("noop-both", "do-nothing ext_authz+ratelimit", "proxy", "noop-both", C3, calls=BOTH),
     Scenario("standard", "gateway (authz+ratelimit)", "proxy", "standard", C3, calls=BOTH),
+    Scenario("fused", "gateway, fused limits (1 call)", "proxy", "fused", (16,), calls=("ext_authz",)),
     Scenario("fastapi-memory", "FastAPI, memory windows", "proxy", "fastapi-memory", C3),
     Scenario("fastapi-redis", "FastAPI, Redis windows", "proxy", "fastapi-redis", C3),
     Scenario("standard-2proc", "gateway, 2 procs/sidecar", "scaling", "standard-2proc", (16,), calls=BOTH),
@@ -76,6 +89,16 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "gateway-embed", "through the gateway", "embeddings", "gateway-embed", (1, 8, 32),
         floor="triton-direct", calls=BOTH,
+    ),
+    Scenario(
+        "triton-direct-16", "Triton direct, 16 texts/request", "embeddings", "triton-direct", (8,), keys=0,
+        floor="triton-direct-16", path=f"/v2/models/{TRITON_MODEL}/infer", body=TRITON_BATCH_BODY,
+        texts=BATCH_TEXTS,
+    ),
+    Scenario(
+        "gateway-embed-16", "gateway, 16 texts/request", "embeddings", "gateway-embed", (8,),
+        floor="triton-direct-16", calls=BOTH, path="/v1/embeddings", body=EMBEDDINGS_BATCH_BODY,
+        texts=BATCH_TEXTS,
     ),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SCENARIOS}
@@ -129,6 +152,12 @@ class Shared:
         return self._authz[:processes], self._ratelimit[:processes]
 
     @cached_property
+    def fused_authz(self) -> int:
+        """Port of a real authz service in fused mode (keys in Postgres, windows in Redis)."""
+        _ = self.stored_keys
+        return self.launcher.authz("authz-fused", self.database_url, fused_redis_url=self.redis_url)
+
+    @cached_property
     def triton(self):
         return self.launcher.triton()
 
@@ -154,16 +183,19 @@ def _simple_envoy(build: Callable[[int, int, int], dict]) -> Setup:
 Ports = Callable[[Shared, Launcher], list[int]]
 
 
-def _gateway(authz: Ports, ratelimit: Ports, upstream: Callable[[Shared], int]) -> Setup:
+def _gateway(authz: Ports, ratelimit: Ports, upstream: Callable[[Shared], int], fused: bool = False) -> Setup:
+    """The project's Envoy template; `fused`: rendered without the ratelimit filter (no ratelimit ports)."""
+
     def setup(shared: Shared, own: Launcher) -> Target:
         port, admin = free_port(), free_port()
         authz_ports, ratelimit_ports = authz(shared, own), ratelimit(shared, own)
         path = own.run_dir / "envoy.yaml"
-        envoy_configs.gateway(path, port, admin, upstream(shared), authz_ports, ratelimit_ports)
+        envoy_configs.gateway(path, port, admin, upstream(shared), authz_ports, ratelimit_ports, fused)
         url, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+        sidecars = {"authz"} if fused else {"authz", "ratelimit"}
 
         def ready() -> bool:
-            healthy = clusters_healthy(admin_url, {"authz", "ratelimit", "inference_adapter"})
+            healthy = clusters_healthy(admin_url, {*sidecars, "inference_adapter"})
             return healthy and http_ok(f"{url}/ready")
 
         own.envoy("envoy", path, ready)
@@ -201,6 +233,14 @@ def _real(processes: int, which: int) -> Ports:
     return lambda shared, own: shared.sidecars(processes)[which]
 
 
+def _fused_authz(shared: Shared, own: Launcher) -> list[int]:
+    return [shared.fused_authz]
+
+
+def _no_ports(shared: Shared, own: Launcher) -> list[int]:
+    return []
+
+
 SETUPS: dict[str, Setup] = {
     "envoy": _simple_envoy(envoy_configs.plain_router),
     "local-ratelimit": _simple_envoy(envoy_configs.local_ratelimit),
@@ -208,6 +248,7 @@ SETUPS: dict[str, Setup] = {
     "noop-both": _gateway(_noop("authz"), _noop("ratelimit"), _upstream),
     "standard": _gateway(_real(1, 0), _real(1, 1), _upstream),
     "standard-2proc": _gateway(_real(2, 0), _real(2, 1), _upstream),
+    "fused": _gateway(_fused_authz, _no_ports, _upstream, fused=True),
     "fastapi-memory": _fastapi("memory"),
     "fastapi-redis": _fastapi("redis"),
     "triton-direct": _triton_direct,

@@ -111,12 +111,15 @@ class Launcher:
 
     # -- sidecars ----------------------------------------------------------------------------
 
-    def authz(self, name: str, database_url: str) -> int:
+    def authz(self, name: str, database_url: str, fused_redis_url: str = "") -> int:
+        """A real authz service; with `fused_redis_url` it decides the limits too (fused mode)."""
         port = free_port()
         env = {
             **QUIET, "DATABASE_URL": database_url, "AUTHZ_GRPC_PORT": str(port),
             "RATE_LIMIT_MINUTE": NO_LIMIT, "RATE_LIMIT_HOUR": NO_LIMIT,
         }  # fmt: skip
+        if fused_redis_url:
+            env |= {"AUTHZ_FUSED_LIMITS": "1", "REDIS_URL": fused_redis_url}
         proc = self.spawn(name, python_module("authz_service"), env)
         proc.wait_until(lambda: probes.grpc_serving(f"127.0.0.1:{port}"), 60, "serving")
         return port

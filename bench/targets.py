@@ -57,6 +57,11 @@ def evaluate(results: Results) -> list[Verdict]:
             _ratio(results, "standard", "noop-both", 16, rps), 0.9, True, "x",
         ),
         Verdict(
+            "fused vs one do-nothing sidecar",
+            "fused-mode gateway rps >= 0.9x one do-nothing sidecar's (ext_authz alone) at c=16",
+            _ratio(results, "fused", "noop-authz", 16, rps), 0.9, True, "x",
+        ),
+        Verdict(
             "vs FastAPI+Redis",
             "gateway rps >= 4x the seed-style FastAPI+Redis gateway's at c=16",
             _ratio(results, "standard", "fastapi-redis", 16, rps), 4.0, True, "x",
@@ -75,6 +80,11 @@ def evaluate(results: Results) -> list[Verdict]:
             "embeddings via gateway",
             "texts/s through the gateway >= 0.95x Triton direct at c=32",
             _ratio(results, "gateway-embed", "triton-direct", 32, rps), 0.95, True, "x",
+        ),
+        Verdict(
+            "embeddings, 16 texts/request",
+            "(extra, not an issue target) texts/s through the gateway vs Triton direct, 16 texts each, c=8",
+            _ratio(results, "gateway-embed-16", "triton-direct-16", 8, rps), 0.95, True, "x",
         ),
     ]  # fmt: skip
 

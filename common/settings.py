@@ -37,3 +37,8 @@ def positive_int(raw: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {raw}")
     return value
+
+
+def truthy(raw: str) -> bool:
+    """An on/off environment value: 1, true, yes or on (any case) is on."""
+    return raw.strip().lower() in ("1", "true", "yes", "on")

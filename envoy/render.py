@@ -40,6 +40,17 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "cors_origins": ("CORS_ORIGINS", "*"),
     "max_request_bytes": ("MAX_REQUEST_BYTES", str(4 * 1024 * 1024)),
     "ratelimit_failure_mode_deny": ("RATELIMIT_FAILURE_MODE_DENY", "false"),
+    # Fused limits (docs/ratelimit.md): no ratelimit filter; the authz service decides the limits.
+    "fused_limits": ("GATEWAY_FUSED_LIMITS", "false"),
+    # Slow clients: headers, then the whole request, must arrive within these (else JSON 408).
+    # 30 s carries the 4 MiB body limit at ~1 Mbit/s.
+    "request_headers_timeout": ("GATEWAY_REQUEST_HEADERS_TIMEOUT", "10s"),
+    "request_timeout": ("GATEWAY_REQUEST_TIMEOUT", "30s"),
+    # A client connection with no request in flight is closed after this; open ones are capped.
+    "downstream_idle_timeout": ("GATEWAY_IDLE_TIMEOUT", "75s"),
+    "max_downstream_connections": ("GATEWAY_MAX_CONNECTIONS", "10000"),
+    # Slow upstream: an inference request without a response by then gets a JSON 504.
+    "inference_timeout": ("GATEWAY_INFERENCE_TIMEOUT", "30s"),
 }
 
 
@@ -66,6 +77,54 @@ def localities(primary: str, fallback: str) -> str:
     return json.dumps(pools)
 
 
+# Fused mode: the ext_authz context extension naming a rate-limited route (authz_service/fused.py).
+FUSED_ROUTE_EXTENSION = "rate_limit_route"
+EXT_AUTHZ, RATELIMIT = "envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit"
+EXT_AUTHZ_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
+
+
+def fused_limits(text: str) -> str:
+    """The rendered bootstrap for fused mode: one sidecar call per request instead of two.
+
+    Drops the ratelimit HTTP filter and its gRPC cluster; each route's `rate_limits` become the
+    ext_authz context extension `rate_limit_route: <the generic_key value>`, which tells the authz
+    service to charge that route's descriptor. The ratelimit store-down mapper now matches the
+    authz service's metadata. /v1/usage still goes to the ratelimit service's HTTP port.
+    """
+    import yaml  # only here: the default rendering needs nothing outside the standard library
+
+    config = yaml.safe_load(text)
+    resources = config["static_resources"]
+    manager = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
+    # A Check now charges quota: retry it only where the ratelimit filter retried (never after a
+    # reset, which may come after the call was counted).
+    retry = filters[RATELIMIT]["rate_limit_service"]["grpc_service"]["retry_policy"]["retry_on"]
+    filters[EXT_AUTHZ]["grpc_service"]["retry_policy"]["retry_on"] = retry
+    manager["http_filters"] = [f for f in manager["http_filters"] if f["name"] != RATELIMIT]
+    resources["clusters"] = [c for c in resources["clusters"] if c["name"] != "ratelimit"]
+    for host in manager["route_config"]["virtual_hosts"]:
+        for route in host["routes"]:
+            policies = route.get("route", {}).pop("rate_limits", None)
+            if not policies:
+                continue
+            keys = [a["generic_key"] for p in policies for a in p["actions"] if "generic_key" in a]
+            extensions = {FUSED_ROUTE_EXTENSION: keys[0]["descriptor_value"]}
+            # A copy: YAML anchors may share one mapping between routes.
+            route["typed_per_filter_config"] = {
+                **route.get("typed_per_filter_config", {}),
+                EXT_AUTHZ: {
+                    "@type": EXT_AUTHZ_PER_ROUTE,
+                    "check_settings": {"context_extensions": extensions},
+                },
+            }
+    for mapper in manager["local_reply_config"]["mappers"]:
+        matcher = mapper["filter"].get("metadata_filter", {}).get("matcher", {})
+        if matcher.get("filter") == RATELIMIT:
+            matcher["filter"] = EXT_AUTHZ
+    return yaml.safe_dump(config, sort_keys=False, width=1000)
+
+
 def values_from_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
     values = {name: os.environ.get(env) or default for name, (env, default) in DEFAULTS.items()}
     values.update(overrides or {})
@@ -83,7 +142,9 @@ def render(values: dict[str, str]) -> str:
         "inference_localities": localities(primary, values["inference_fallback_endpoints"]),
     }
     # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
-    return string.Template(TEMPLATE.read_text()).substitute(filled)
+    text = string.Template(TEMPLATE.read_text()).substitute(filled)
+    fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")
+    return fused_limits(text) if fused else text
 
 
 def main() -> None:

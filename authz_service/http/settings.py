@@ -7,13 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from authz_service.settings import OneLineParser, add_database_option, add_plan_options
-from common.settings import add_option, env_default
+from common.settings import add_option, env_default, truthy
 
 PROG = "python -m authz_service.http"
-
-
-def truthy(raw: str) -> bool:
-    return raw.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)

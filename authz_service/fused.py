@@ -1,0 +1,201 @@
+"""Fused mode: the authz service also decides the rate limits, inside the same Check call.
+
+The standard path costs Envoy two sidecar calls per request (ext_authz, then the ratelimit
+filter's ShouldRateLimit), and most of each call is gRPC transport. In fused mode Envoy runs
+without its ratelimit filter (envoy/render.py, GATEWAY_FUSED_LIMITS=1) and marks every route
+that has `rate_limits` in the template with the ext_authz context extension
+`rate_limit_route: <its generic_key value>`. After a key is granted on such a route, this
+module builds the descriptor Envoy would have sent, decides it with ratelimit_service's
+Limiter (same config, same Redis keys, same Lua script, same local over-limit cache) and
+answers with what the standard path gives the client: a 429 with the same body and headers,
+or OK with the same X-RateLimit-* headers added to the client's response.
+
+Store down: the config's `failure_mode` answers, as in the ratelimit service (allow without
+headers, or the same JSON 503). Routes without the extension (/v1/usage, /auth/*) cost nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
+from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse, DeniedHttpResponse
+from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
+from envoy.type.v3.http_status_pb2 import HttpStatus
+from google.rpc import code_pb2, status_pb2
+
+from authz_service.grants import Grant
+from common.settings import add_option, env_default, truthy
+from ratelimit_service import responses
+from ratelimit_service.config import DEFAULT_CONFIG, RateLimitConfig, load_config
+from ratelimit_service.config.model import DomainConfig, with_unit_limits
+from ratelimit_service.limiter import OK, UNAVAILABLE, Limiter, Planned, RequestDescriptor, Verdict
+from ratelimit_service.local_cache import OverLimitCache
+from ratelimit_service.reload import ConfigWatcher
+from ratelimit_service.store import store_from_url
+from ratelimit_service.usage import DEFAULT_DOMAIN
+
+# The ext_authz context extension envoy/render.py sets on rate-limited routes (fused mode).
+ROUTE_EXTENSION = "rate_limit_route"
+# Envoy's ratelimit filter marks its 429s with this header; the fused 429 does the same.
+RATELIMITED = HeaderValueOption(header=HeaderValue(key="x-envoy-ratelimited", value="true"))
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"  # the ratelimit service's default store
+RELOAD_INTERVAL_S = 2.0  # as the ratelimit service polls its config files
+MAX_REMEMBERED = 100_000  # keys whose descriptor (and its plan) is kept between requests
+
+
+def descriptors(route: str, grant: Grant) -> list[RequestDescriptor]:
+    """The template's /v1/ `rate_limits`: [(route, v1), (plan, P), (api_key, ID)] + the key's own limits.
+
+    Envoy passes the own limits (metadata key_rate_limit_*) as rate_limit_<unit> entries, which the
+    limiter turns into overrides; here they are overrides straight away (same windows, same keys).
+    """
+    entries = (("route", route), ("plan", grant.plan or "free"), ("api_key", grant.key_id))
+    return [RequestDescriptor(entries, grant.own_limits)]
+
+
+def denied(limited: RateLimitResponse, http_status: int, grpc_code: int) -> CheckResponse:
+    """The ratelimit service's over-limit answer as an ext_authz denial: same headers and body."""
+    headers = [HeaderValueOption(header=header) for header in limited.response_headers_to_add]
+    return CheckResponse(
+        status=status_pb2.Status(code=grpc_code),
+        denied_response=DeniedHttpResponse(
+            status=HttpStatus(code=http_status),
+            headers=[*headers, RATELIMITED],
+            body=limited.raw_body.decode(),
+        ),
+        # store: unavailable, for the local_reply mapper that keeps this body on the 503.
+        dynamic_metadata=limited.dynamic_metadata,
+    )
+
+
+STORE_UNAVAILABLE = denied(responses.STORE_UNAVAILABLE, 503, code_pb2.UNAVAILABLE)
+
+
+def with_headers(ok: CheckResponse, headers: list[HeaderValue]) -> CheckResponse:
+    """The grant's prebuilt OK plus headers for the client's response (as the ratelimit filter adds)."""
+    response = CheckResponse()
+    response.CopyFrom(ok)
+    add = response.ok_response.response_headers_to_add.add
+    for header in headers:
+        add(header=header)
+    return response
+
+
+def check_response(verdict: Verdict, ok: CheckResponse) -> CheckResponse:
+    if verdict.code == OK:
+        if verdict.decision is None:  # no window applied, or store down with failure_mode allow
+            return ok
+        return with_headers(ok, responses.rate_limit_headers(verdict.decision))
+    if verdict.code == UNAVAILABLE:
+        return STORE_UNAVAILABLE
+    return denied(responses.from_verdict(verdict, 1), 429, code_pb2.RESOURCE_EXHAUSTED)
+
+
+class PlanOnceLimiter(Limiter):
+    """A Limiter that plans a descriptor list once per config, when it is given the same list again.
+
+    FusedLimits passes one list per key (built once per grant), so the descriptor walk, the
+    counter keys and the windows are not rebuilt for every request. A reload brings new
+    DomainConfig objects, which no remembered plan matches.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        # id(list) → (the list itself, so the id stays its own while remembered; domain; plan)
+        self._plans: dict[int, tuple[object, DomainConfig, list[Planned]]] = {}
+
+    def plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
+        known = self._plans.get(id(descriptors))
+        if known is not None and known[0] is descriptors and known[1] is domain:
+            return known[2]
+        planned = super().plan(domain, descriptors)
+        if len(self._plans) >= MAX_REMEMBERED:
+            self._plans.clear()
+        self._plans[id(descriptors)] = (descriptors, domain, planned)
+        return planned
+
+
+class FusedLimits:
+    """Decides a granted request's limits (AuthorizationService.limits)."""
+
+    def __init__(self, limiter: Limiter, domain: str = DEFAULT_DOMAIN) -> None:
+        self.limiter = limiter
+        self.domain = domain
+        self._tasks: list[asyncio.Task[None]] = []
+        self._descriptors: dict[str, tuple[Grant, str, list[RequestDescriptor]]] = {}  # by key id
+
+    async def check(self, request: CheckRequest, grant: Grant) -> CheckResponse:
+        route = request.attributes.context_extensions.get(ROUTE_EXTENSION)
+        if not route:  # a route the standard path does not limit either
+            return grant.ok
+        verdict = await self.limiter.decide(self.domain, self._descriptors_of(route, grant))
+        return check_response(verdict, grant.ok)
+
+    def _descriptors_of(self, route: str, grant: Grant) -> list[RequestDescriptor]:
+        """The same list for every request of one grant (a changed key is a new Grant)."""
+        known = self._descriptors.get(grant.key_id)
+        if known is not None and known[0] is grant and known[1] == route:
+            return known[2]
+        made = descriptors(route, grant)
+        if len(self._descriptors) >= MAX_REMEMBERED:
+            self._descriptors.clear()
+        self._descriptors[grant.key_id] = (grant, route, made)
+        return made
+
+    def watch(self, watcher: ConfigWatcher, interval: float = RELOAD_INTERVAL_S) -> None:
+        """Hot reload, as the ratelimit service does (a bad file keeps the previous config)."""
+        self._tasks.append(asyncio.create_task(watcher.run(interval)))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.limiter.store.close()
+
+
+def add_fused_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--fused-limits",
+        action="store_true",
+        default=env_default("AUTHZ_FUSED_LIMITS", False, truthy),
+        help="also decide the rate limits in Check (Envoy rendered with GATEWAY_FUSED_LIMITS=1 makes one "
+        "sidecar call instead of two; docs/ratelimit.md) (env AUTHZ_FUSED_LIMITS, default: off)",
+    )
+    add_option(
+        parser, "--ratelimit-config", "RATELIMIT_CONFIG", None,
+        "fused mode: the ratelimit service's config (default: its built-in one, with --rate-limit-*)", Path,
+    )  # fmt: skip
+    add_option(parser, "--redis-url", "REDIS_URL", DEFAULT_REDIS_URL, "fused mode: rate-limit counter store")
+    add_option(
+        parser, "--store-timeout", "RATELIMIT_STORE_TIMEOUT", 0.1,
+        "fused mode: rate-limit store timeout, seconds (then the config's failure_mode answers)", float,
+    )  # fmt: skip
+
+
+def limits_config(path: Path | None, unit_limits: Mapping[str, int]) -> RateLimitConfig:
+    """The ratelimit service's config: a file as it is, or the built-in one with the plan defaults."""
+    if path is None:
+        return with_unit_limits(load_config(DEFAULT_CONFIG), unit_limits)
+    return load_config(path)
+
+
+def from_args(args: argparse.Namespace) -> FusedLimits:
+    """Built like the ratelimit service builds its limiter (ConfigError, ValueError: bad config or URL)."""
+    unit_limits = {"minute": args.rate_limit_minute, "hour": args.rate_limit_hour}
+    store = store_from_url(args.redis_url, args.store_timeout)
+    limiter = PlanOnceLimiter(limits_config(args.ratelimit_config, unit_limits), store, OverLimitCache())
+    return FusedLimits(limiter)
+
+
+def config_watcher(args: argparse.Namespace, limits: FusedLimits) -> ConfigWatcher | None:
+    """Reloads a --ratelimit-config file on change; the built-in config never changes."""
+    if args.ratelimit_config is None:
+        return None
+    return ConfigWatcher(args.ratelimit_config, limits.limiter.set_config)
