@@ -38,7 +38,12 @@ async def drive(
         i = 0
         while time.monotonic() < until:
             i += 1
-            response = await client.post(EMBED, json={"input_text": f"w{n} r{i}"}, headers={"X-API-Key": key})
+            try:
+                body = {"input_text": f"w{n} r{i}"}
+                response = await client.post(EMBED, json=body, headers={"X-API-Key": key})
+            except httpx.TransportError as exc:  # a response cut off by a killed upstream
+                results.append((time.monotonic(), 0, repr(exc)))
+                continue
             results.append((time.monotonic(), response.status_code, response.text[:200]))
 
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
@@ -99,9 +104,12 @@ def test_killed_replica_is_ejected_then_cpu_pool_takes_over(pools, gateway: Gate
         + envoy.stat(f"cluster.{CLUSTER}.health_check.failure")
         >= 1
     )
-    # Every failure anywhere in the run is a JSON 503, never a 500.
-    for _, status, body in results:
-        if status != 200:
+    # Every failure anywhere in the run is a JSON 503, never a 500; only a response in flight
+    # on a replica at the moment it is killed may be cut off (Envoy had already sent its headers).
+    for at, status, body in results:
+        if status == 0:
+            assert any(0 <= at - kill < 1.0 for kill in (kill_a, kill_b)), (at - start, body)
+        elif status != 200:
             assert status == 503 and '"code":"SERVICE_UNAVAILABLE"' in body.replace(" ", ""), body
     # With the whole priority-0 pool gone, the CPU pool answers everything.
     tail = [r for r in results if r[0] >= kill_b + 3]
