@@ -18,14 +18,12 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError
 
 from ratelimit_service.store.base import ALGORITHM_CODES, StoreResult, StoreWindow, decode, request_token
-from ratelimit_service.store.coalesce import Coalescer
+from ratelimit_service.store.script_pipe import ScriptPipe
 
 SCRIPT = (Path(__file__).parent / "windows.lua").read_text()
 MAX_CONNECTIONS = 64  # per process; more in flight wait for a free connection
-ScriptCall = tuple[list[str], list]  # KEYS, ARGV of one windows.lua run
 
 
 def script_args(windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None) -> list:
@@ -38,7 +36,11 @@ def script_args(windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: i
 
 class RedisStore:
     def __init__(
-        self, client: redis.Redis | RedisCluster, cluster: bool = False, cluster_deadline: float | None = None
+        self,
+        client: redis.Redis | RedisCluster,
+        cluster: bool = False,
+        cluster_deadline: float | None = None,
+        pipe: ScriptPipe | None = None,
     ) -> None:
         self.client = client
         self.cluster = cluster
@@ -48,8 +50,8 @@ class RedisStore:
         self._ready = not cluster
         self._init_lock = asyncio.Lock()
         self._refreshing: asyncio.Task | None = None  # cluster: the slot map refresh under way
-        # Single node / Sentinel: concurrent decisions share round trips (pipelines).
-        self._batches: Coalescer[ScriptCall, list] | None = None if cluster else Coalescer(self._send_batch)
+        # Plain single node: decisions skip redis-py and pipeline on one connection.
+        self._pipe = pipe
 
     async def _initialize(self) -> None:
         # Many first calls at once would each (re)initialise redis-py's cluster client and close
@@ -97,30 +99,11 @@ class RedisStore:
         self, windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None
     ) -> StoreResult:
         keys, args = [w.key for w in windows], script_args(windows, hits, peek, now_ms)
-        if self._batches is not None:
-            reply = await self._batches.submit((keys, args))
+        if self._pipe is not None:
+            reply = await self._pipe.evalsha(keys, args)
         else:
             reply = await self._script(keys=keys, args=args)
         return decode(windows, reply)
-
-    async def _send_batch(self, calls: list[ScriptCall]) -> list:
-        """One pipeline of EVALSHAs (no MULTI: each script is atomic on its own)."""
-        if len(calls) == 1:
-            keys, args = calls[0]
-            return [await self._script(keys=keys, args=args)]
-        replies = await self._pipeline(calls)
-        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-        if missing:  # Redis restarted or flushed its scripts: those calls did not run
-            await self.client.script_load(SCRIPT)
-            for i, reply in zip(missing, await self._pipeline([calls[i] for i in missing]), strict=True):
-                replies[i] = reply
-        return replies
-
-    async def _pipeline(self, calls: list[ScriptCall]) -> list:
-        pipe = self.client.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(self._script.sha, len(keys), *keys, *args)
-        return await pipe.execute(raise_on_error=False)
 
     async def _run_per_slot(
         self, windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None
@@ -144,6 +127,8 @@ class RedisStore:
         return bool(await self.client.ping())
 
     async def close(self) -> None:
+        if self._pipe is not None:
+            await self._pipe.close()
         await self.client.aclose()
 
 
@@ -168,7 +153,11 @@ def redis_store_from_url(url: str, timeout: float) -> RedisStore:
         pool = redis.BlockingConnectionPool.from_url(
             url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
         )
-        return RedisStore(redis.Redis(connection_pool=pool))
+        client = redis.Redis(connection_pool=pool)
+        # TLS stays with redis-py; plain TCP and unix sockets take the lean hot path.
+        sha = client.register_script(SCRIPT).sha
+        pipe = None if parts.scheme == "rediss" else ScriptPipe(url, SCRIPT, sha, timeout)
+        return RedisStore(client, pipe=pipe)
     if parts.scheme in ("redis+cluster", "rediss+cluster"):
         nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
         client = RedisCluster(
