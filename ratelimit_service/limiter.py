@@ -20,6 +20,7 @@ from ratelimit_service.store.base import ALGORITHM_CODES, StoreWindow, WindowSto
 from ratelimit_service.windows import UNIT_SECONDS, Decision, Window, WindowOutcome, safe_retry_after_ms
 
 OK, OVER_LIMIT, UNAVAILABLE = "ok", "over_limit", "unavailable"
+MAX_REMEMBERED_PLANS = 10_000  # about 1 KB each; all forgotten at once when full
 OVERRIDE_KEYS = {f"{OVERRIDE_PREFIX}{unit}": unit for unit in UNIT_SECONDS}
 
 
@@ -106,13 +107,30 @@ class Limiter:
         self.store = store
         self.cache = cache if cache is not None else OverLimitCache()
         self.rng = rng or random.Random()
+        # The same descriptors (a key's requests) always plan the same under one config:
+        # remember the plan instead of matching rules and building key names per request.
+        self._plans: dict[tuple, list[Planned]] = {}
 
     def set_config(self, config: RateLimitConfig) -> None:
         """Swap the config (hot reload); cached denials may follow rules that changed."""
         self.config = config
         self.cache.clear()
+        self._plans = {}
 
     def plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
+        """The windows every descriptor is charged against (remembered per descriptor set)."""
+        signature = (
+            domain.domain,
+            *((d.entries, tuple(d.overrides.items())) if d.overrides else d.entries for d in descriptors),
+        )
+        planned = self._plans.get(signature)
+        if planned is None:
+            if len(self._plans) >= MAX_REMEMBERED_PLANS:
+                self._plans = {}
+            planned = self._plans[signature] = self._plan(domain, descriptors)
+        return planned
+
+    def _plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
         matched: list[tuple[int, Rule | None, tuple[tuple[str, str], ...], dict[str, int]]] = []
         replaced: set[str] = set()
         for i, descriptor in enumerate(descriptors):

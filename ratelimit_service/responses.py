@@ -52,23 +52,28 @@ def _header(name: str, value: object) -> HeaderValue:
 def rate_limit_headers(decision: Decision) -> list[HeaderValue]:
     """On a denial the summary headers describe the denying window (remaining 0, its reset)."""
     blocking = decision.blocking()
-    summary = blocking or decision.tightest()
-    reset = decision.retry_after() if blocking else summary.reset_seconds()
+    # remaining() once per window: this runs on every request.
+    remaining = [(state.remaining(), state) for state in decision.states]
+    if blocking is not None:
+        summary, summary_remaining, reset = blocking, 0, decision.retry_after()
+    else:
+        summary_remaining, summary = min(remaining, key=lambda pair: (pair[0], pair[1].window.seconds))
+        reset = summary.reset_seconds()
     headers = [
         _header("x-ratelimit-limit", summary.window.limit),
-        _header("x-ratelimit-remaining", 0 if blocking else summary.remaining()),
+        _header("x-ratelimit-remaining", summary_remaining),
         _header("x-ratelimit-reset", reset),
     ]
     # Per unit (X-RateLimit-Limit-Minute, …): the tightest window of that unit.
-    per_unit: dict[str, WindowOutcome] = {}
-    for state in decision.states:
+    per_unit: dict[str, tuple[int, WindowOutcome]] = {}
+    for left, state in remaining:
         seen = per_unit.get(state.window.unit)
-        if seen is None or state.remaining() < seen.remaining():
-            per_unit[state.window.unit] = state
-    for unit, state in per_unit.items():
+        if seen is None or left < seen[0]:
+            per_unit[state.window.unit] = (left, state)
+    for unit, (left, state) in per_unit.items():
         limit_name, remaining_name = _HEADER_NAMES[unit]
         headers.append(_header(limit_name, state.window.limit))
-        headers.append(_header(remaining_name, state.remaining()))
+        headers.append(_header(remaining_name, left))
     return headers
 
 

@@ -259,3 +259,18 @@ def test_default_config_loads() -> None:
     from ratelimit_service.config import DEFAULT_CONFIG
 
     assert "gateway" in load_config(DEFAULT_CONFIG).domains
+
+
+async def test_remembered_plans_follow_a_config_reload_and_per_key_overrides(limiter: Limiter) -> None:
+    """Plans are kept per descriptor set; a reload or a different override must not reuse one."""
+    first = [(await limiter.decide("gateway", [key("k_reload")])).code for _ in range(4)]
+    assert first == [OK, OK, OK, OVER_LIMIT]  # 3/minute
+    assert limiter.plan(limiter.config.domain("gateway"), [key("k_reload")]) is limiter.plan(
+        limiter.config.domain("gateway"), [key("k_reload")]
+    )
+    limiter.set_config(config(CONFIG.replace("requests_per_unit: 3}", "requests_per_unit: 6}")))
+    again = [(await limiter.decide("gateway", [key("k_reload")])).code for _ in range(3)]
+    assert again == [OK, OK, OVER_LIMIT]  # 6/minute now, 3 already used; hour allows 5 in all
+    own = RequestDescriptor(key("k_own").entries, {"minute": 1})
+    assert [(await limiter.decide("gateway", [own])).code for _ in range(2)] == [OK, OVER_LIMIT]
+    assert (await limiter.decide("gateway", [key("k_own")])).code == OK  # the plan default again
