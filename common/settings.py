@@ -9,9 +9,17 @@ from typing import Any
 
 
 def env_default(env: str, default: Any, cast: Callable[[str], Any] = str) -> Any:
-    """The value of `env` cast with `cast`, or `default` when unset or empty."""
+    """The value of `env` cast with `cast`, or `default` when unset or empty.
+
+    A value that does not cast ends the program with a one-line error naming the variable.
+    """
     raw = os.environ.get(env, "")
-    return cast(raw) if raw else default
+    if not raw:
+        return default
+    try:
+        return cast(raw)
+    except (ValueError, TypeError, argparse.ArgumentTypeError) as exc:
+        raise SystemExit(f"error: environment variable {env}={raw!r} is invalid: {exc}") from None
 
 
 def add_option(
