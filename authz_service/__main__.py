@@ -26,6 +26,7 @@ from authz_service.settings import (
 from authz_service.store import NOTIFY_CHANNEL, PostgresKeyStore
 from common import event_loop
 from common.grpc_serving import GrpcApp
+from common.logs import one_line_errors
 from common.settings import add_option, positive_int
 from ratelimit_service.config import ConfigError
 
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(
         level=args.log_level.upper(), format="authz %(levelname)s %(message)s", stream=sys.stderr
     )
+    one_line_errors("asyncpg.pool")
     try:
         limits = fused.from_args(args) if args.fused_limits else None
     except (ConfigError, ValueError) as exc:  # a bad --ratelimit-config or --redis-url

@@ -16,6 +16,9 @@ CHECKS_TO_MARK_DOWN = 2
 # A peer that checked twice within this window is a load balancer still watching us; one-off
 # probes (readiness scripts, compose healthchecks) open a new connection each time.
 WATCHER_WINDOW_S = 10.0
+# A watcher silent this long during the drain has stopped (its Envoy is shutting down too):
+# Envoy checks every 1–2 s, so there is nobody left to wait for.
+GONE_AFTER_S = 3.0
 
 
 @dataclass
@@ -51,5 +54,8 @@ class DrainTracker:
         ]
 
     def done(self, now: float) -> bool:
-        """True when every watching load balancer has marked us down (or none watches)."""
-        return all(self.peers[peer].told_down >= CHECKS_TO_MARK_DOWN for peer in self.watchers(now))
+        """True when every watching load balancer has marked us down, stopped, or none watches."""
+        return all(
+            seen.told_down >= CHECKS_TO_MARK_DOWN or now - seen.last_seen > GONE_AFTER_S
+            for seen in (self.peers[peer] for peer in self.watchers(now))
+        )

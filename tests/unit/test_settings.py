@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 
 import pytest
 
+from common.logs import one_line_errors
 from common.settings import add_option, env_default, positive_int
 
 
@@ -30,3 +32,14 @@ def test_flag_beats_env_and_help_names_both(monkeypatch: pytest.MonkeyPatch) -> 
     assert parser.parse_args([]).port == 9100
     assert parser.parse_args(["--port", "9200"]).port == 9200
     assert "env GW_TEST_PORT, default: 9000" in parser.format_help()
+
+
+def test_one_line_errors_keep_the_message_and_drop_the_traceback(caplog: pytest.LogCaptureFixture) -> None:
+    one_line_errors("gw.test.pool")
+    try:
+        raise ConnectionRefusedError("connect call failed")
+    except ConnectionRefusedError:
+        logging.getLogger("gw.test.pool").warning("Failed to restore %s", "the pool", exc_info=True)
+    (record,) = [r for r in caplog.records if r.name == "gw.test.pool"]
+    assert record.exc_info is None
+    assert record.getMessage() == "Failed to restore the pool (ConnectionRefusedError: connect call failed)"
