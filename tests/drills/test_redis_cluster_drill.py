@@ -163,6 +163,7 @@ def cluster(run_dir: Path) -> Iterator[ValkeyCluster]:
     cluster.stop()
 
 
+@pytest.mark.slow
 def test_cluster_master_killed_under_load_fails_over(
     cluster: ValkeyCluster, ratelimit_factory, tmp_path: Path, drill_log: DrillLog
 ) -> None:

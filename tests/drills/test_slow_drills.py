@@ -234,6 +234,7 @@ def counters(envoy: EnvoyUnderTest, names: list[str]) -> dict[str, int]:
     return {name: envoy.stat(name) for name in names}
 
 
+@pytest.mark.slow
 def test_slowloris_and_silent_connections_are_cut_while_keyed_requests_flow(
     slow_gateway: EnvoyUnderTest, key: str, drill_log: DrillLog
 ) -> None:
