@@ -76,7 +76,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("noop-authz", "do-nothing ext_authz", "proxy", "noop-authz", (16,), calls=("ext_authz",)),
     Scenario("noop-both", "do-nothing ext_authz+ratelimit", "proxy", "noop-both", C3, calls=BOTH),
     Scenario("standard", "gateway (authz+ratelimit)", "proxy", "standard", C3, calls=BOTH),
-    Scenario("fused", "gateway, fused limits (1 call)", "proxy", "fused", (16,), calls=("ext_authz",)),
+    Scenario("fused", "gateway, fused limits (1 call)", "proxy", "fused", (1, 16), calls=("ext_authz",)),
     Scenario("fastapi-memory", "FastAPI, memory windows", "proxy", "fastapi-memory", C3),
     Scenario("fastapi-redis", "FastAPI, Redis windows", "proxy", "fastapi-redis", C3),
     Scenario("standard-2proc", "gateway, 2 procs/sidecar", "scaling", "standard-2proc", (16,), calls=BOTH),
