@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
 import redis.asyncio as redis
 
 from ratelimit_service.limiter import counter_base, store_windows
 from ratelimit_service.store import StoreWindow, store_from_url
 from ratelimit_service.store.redis import RedisStore
 from ratelimit_service.windows import Decision, Window
+from stack.redis import server_args
+from tests.procs import Proc, free_port
 
 WINDOWS = (Window("minute", 5), Window("hour", 8))
 
@@ -108,3 +113,39 @@ async def test_concurrent_calls_pipeline_and_survive_a_script_flush_and_a_droppe
     finally:
         await raw.aclose()
         await rl.close()
+
+
+@pytest.fixture
+def private_valkey(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A Valkey of our own with a password and a unix socket (the session one has neither)."""
+    port, sock = free_port(), tmp_path / "valkey.sock"
+    args = server_args(port, tmp_path, ["--unixsocket", str(sock), "--requirepass", "s3cret"])
+    proc = Proc("valkey-private", args, tmp_path)
+    proc.wait_port(port)
+    yield port, sock
+    proc.stop()
+
+
+async def test_lean_connection_authenticates_selects_the_db_and_speaks_unix_sockets(
+    private_valkey: tuple[int, Path],
+) -> None:
+    port, sock = private_valkey
+    specs = windows_of((Window("minute", 2),))
+    for url in (f"redis://:s3cret@127.0.0.1:{port}/3", f"unix://:s3cret@{sock}?db=2"):
+        rl = store(url)
+        try:
+            assert rl._pipe is not None
+            assert [(await rl.apply(specs)).allowed for _ in range(3)] == [True, True, False], url
+        finally:
+            await rl.close()
+    raw = redis.from_url(f"redis://:s3cret@127.0.0.1:{port}/3")
+    try:
+        assert await raw.dbsize() == 1  # the counter went to the db the URL names
+    finally:
+        await raw.aclose()
+    wrong = store(f"redis://:nope@127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(Exception, match="WRONGPASS"):
+            await wrong.apply(specs)
+    finally:
+        await wrong.close()
