@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
@@ -32,8 +32,8 @@ from authz_service.grants import Grant
 from common.settings import add_option, env_default, truthy
 from ratelimit_service import responses
 from ratelimit_service.config import DEFAULT_CONFIG, RateLimitConfig, load_config
-from ratelimit_service.config.model import DomainConfig, with_unit_limits
-from ratelimit_service.limiter import OK, UNAVAILABLE, Limiter, Planned, RequestDescriptor, Verdict
+from ratelimit_service.config.model import with_unit_limits
+from ratelimit_service.limiter import OK, UNAVAILABLE, Limiter, RequestDescriptor, Verdict
 from ratelimit_service.local_cache import OverLimitCache
 from ratelimit_service.reload import ConfigWatcher
 from ratelimit_service.store import store_from_url
@@ -45,7 +45,7 @@ ROUTE_EXTENSION = "rate_limit_route"
 RATELIMITED = HeaderValueOption(header=HeaderValue(key="x-envoy-ratelimited", value="true"))
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"  # the ratelimit service's default store
 RELOAD_INTERVAL_S = 2.0  # as the ratelimit service polls its config files
-MAX_REMEMBERED = 100_000  # keys whose descriptor (and its plan) is kept between requests
+MAX_REMEMBERED = 100_000  # keys whose descriptor is kept between requests (the Limiter keeps plans)
 
 
 def descriptors(route: str, grant: Grant) -> list[RequestDescriptor]:
@@ -94,30 +94,6 @@ def check_response(verdict: Verdict, ok: CheckResponse) -> CheckResponse:
     if verdict.code == UNAVAILABLE:
         return STORE_UNAVAILABLE
     return denied(responses.from_verdict(verdict, 1), 429, code_pb2.RESOURCE_EXHAUSTED)
-
-
-class PlanOnceLimiter(Limiter):
-    """A Limiter that plans a descriptor list once per config, when it is given the same list again.
-
-    FusedLimits passes one list per key (built once per grant), so the descriptor walk, the
-    counter keys and the windows are not rebuilt for every request. A reload brings new
-    DomainConfig objects, which no remembered plan matches.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(*args, **kwargs)
-        # id(list) → (the list itself, so the id stays its own while remembered; domain; plan)
-        self._plans: dict[int, tuple[object, DomainConfig, list[Planned]]] = {}
-
-    def plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
-        known = self._plans.get(id(descriptors))
-        if known is not None and known[0] is descriptors and known[1] is domain:
-            return known[2]
-        planned = super().plan(domain, descriptors)
-        if len(self._plans) >= MAX_REMEMBERED:
-            self._plans.clear()
-        self._plans[id(descriptors)] = (descriptors, domain, planned)
-        return planned
 
 
 class FusedLimits:
@@ -190,7 +166,7 @@ def from_args(args: argparse.Namespace) -> FusedLimits:
     """Built like the ratelimit service builds its limiter (ConfigError, ValueError: bad config or URL)."""
     unit_limits = {"minute": args.rate_limit_minute, "hour": args.rate_limit_hour}
     store = store_from_url(args.redis_url, args.store_timeout)
-    limiter = PlanOnceLimiter(limits_config(args.ratelimit_config, unit_limits), store, OverLimitCache())
+    limiter = Limiter(limits_config(args.ratelimit_config, unit_limits), store, OverLimitCache())
     return FusedLimits(limiter)
 
 

@@ -201,7 +201,7 @@ async def test_store_down_follows_the_failure_mode(config, expected: str) -> Non
 
 
 async def test_remembered_plans_follow_reloads_and_changed_keys() -> None:
-    limiter = fused.PlanOnceLimiter(CONFIG, MemoryStore())
+    limiter = Limiter(CONFIG, MemoryStore())
     limits = fused.FusedLimits(limiter)
     message = CheckRequest()
     message.attributes.context_extensions[fused.ROUTE_EXTENSION] = "v1"
