@@ -155,8 +155,7 @@ def redis_store_from_url(url: str, timeout: float) -> RedisStore:
         )
         client = redis.Redis(connection_pool=pool)
         # TLS stays with redis-py; plain TCP and unix sockets take the lean hot path.
-        sha = client.register_script(SCRIPT).sha
-        pipe = None if parts.scheme == "rediss" else ScriptPipe(url, SCRIPT, sha, timeout)
+        pipe = None if parts.scheme == "rediss" else ScriptPipe(url, SCRIPT, timeout)
         return RedisStore(client, pipe=pipe)
     if parts.scheme in ("redis+cluster", "rediss+cluster"):
         nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]

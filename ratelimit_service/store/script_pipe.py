@@ -11,6 +11,7 @@ order. hiredis packs and parses; redis-py still parses the URL and serves everyt
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import deque
 from typing import Any, cast
 
@@ -69,9 +70,10 @@ class _Protocol(asyncio.Protocol):
 class ScriptPipe:
     """Runs one Lua script by SHA over a single lazily (re)opened connection."""
 
-    def __init__(self, url: str, script: str, sha: str, timeout: float) -> None:
+    def __init__(self, url: str, script: str, timeout: float) -> None:
         self.options = parse_url(url)
-        self.script, self.sha, self.timeout = script, sha, timeout
+        self.script, self.timeout = script, timeout
+        self.sha = hashlib.sha1(script.encode()).hexdigest()  # what EVALSHA names it by
         self.stale_after = max(1.0, 10 * timeout)  # seconds without any reply: reconnect
         self._protocol: _Protocol | None = None
         self._connecting = asyncio.Lock()

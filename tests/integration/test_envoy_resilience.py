@@ -29,6 +29,9 @@ def assert_json_error(response: httpx.Response, status: int, code: str) -> dict:
     return body
 
 
+CUT_OFF_WINDOW_S = 3.0
+
+
 async def drive(
     url: str, key: str, until: float, results: list[tuple[float, int, str]], workers: int = 4
 ) -> None:
@@ -106,9 +109,10 @@ def test_killed_replica_is_ejected_then_cpu_pool_takes_over(pools, gateway: Gate
     )
     # Every failure anywhere in the run is a JSON 503, never a 500; only a response in flight
     # on a replica at the moment it is killed may be cut off (Envoy had already sent its headers).
+    # It surfaces right after the kill, or as late as a loaded 2-core machine lets the client see it.
     for at, status, body in results:
         if status == 0:
-            assert any(0 <= at - kill < 1.0 for kill in (kill_a, kill_b)), (at - start, body)
+            assert any(0 <= at - kill < CUT_OFF_WINDOW_S for kill in (kill_a, kill_b)), (at - start, body)
         elif status != 200:
             assert status == 503 and '"code":"SERVICE_UNAVAILABLE"' in body.replace(" ", ""), body
     # With the whole priority-0 pool gone, the CPU pool answers everything.
