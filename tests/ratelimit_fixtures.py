@@ -23,6 +23,20 @@ from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitRespon
 from stack.redis import server_args
 from tests.procs import Proc, free_port, python_module
 
+# The gateway's descriptor tree, 50/minute per key, refusing (JSON 503) when the store is down.
+DENY_CONFIG = """
+domain: gateway
+failure_mode: deny
+descriptors:
+  - key: route
+    value: v1
+    descriptors:
+      - key: plan
+        descriptors:
+          - key: api_key
+            rate_limit: {unit: minute, requests_per_unit: 50}
+"""
+
 CLUSTER_NODES = 3
 MAX_CLUSTER_PORT = 55535  # a node's bus port is port + 10000
 

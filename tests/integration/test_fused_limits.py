@@ -17,7 +17,7 @@ from ratelimit_service import responses
 from stack import envoy as envoy_launcher
 from tests.authz_fixtures import AuthzGateway, bearer, create_key, spawn_authz, write_envoy_config
 from tests.procs import Proc, free_port
-from tests.ratelimit_fixtures import RedisServer, write_config
+from tests.ratelimit_fixtures import DENY_CONFIG, RedisServer, write_config
 
 EMBED, USAGE, PROFILE = "/v1/embed", "/v1/usage", "/auth/profile"
 PLAN_MINUTE = 3  # spawn_authz's RATE_LIMIT_MINUTE, also the session ratelimit service's limit
@@ -25,18 +25,6 @@ PLAN_MINUTE = 3  # spawn_authz's RATE_LIMIT_MINUTE, also the session ratelimit s
 # the connection of a local reply sent before the request body was all read (a race).
 VOLATILE = {"date", "x-request-id", "x-envoy-upstream-service-time", "connection"}
 TIMED = ("retry-after", "x-ratelimit-reset")  # seconds from now: may differ by a tick
-DENY_CONFIG = """
-domain: gateway
-failure_mode: deny
-descriptors:
-  - key: route
-    value: v1
-    descriptors:
-      - key: plan
-        descriptors:
-          - key: api_key
-            rate_limit: {unit: minute, requests_per_unit: 50}
-"""
 
 
 @dataclass

@@ -10,21 +10,9 @@ import httpx
 import pytest
 
 from tests.conftest import Gateway
-from tests.ratelimit_fixtures import RateLimitedGateway, RedisServer, spawn_gateway, write_config
+from tests.ratelimit_fixtures import DENY_CONFIG, RateLimitedGateway, RedisServer, spawn_gateway, write_config
 
 EMBED, USAGE = "/v1/embed", "/v1/usage"
-DENY_CONFIG = """
-domain: gateway
-failure_mode: deny
-descriptors:
-  - key: route
-    value: v1
-    descriptors:
-      - key: plan
-        descriptors:
-          - key: api_key
-            rate_limit: {unit: minute, requests_per_unit: 50}
-"""
 
 
 def bearer(key: str) -> dict[str, str]:
