@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.authz_fixtures import create_key
 from tests.conftest import Gateway
 from tests.envoy_fixtures import EnvoyUnderTest, spawn_envoy
 from tests.procs import ROOT
@@ -65,6 +66,14 @@ def fresh_key(gateway: Gateway, drill_log: DrillLog) -> Iterator[str]:
     key = gateway.new_key()
     drill_log.keys.add(key)
     yield key
+
+
+@pytest.fixture
+def key(database_url: str, drill_log: DrillLog) -> str:
+    """A new key in the session Postgres with the plan defaults, remembered for the secrets drill."""
+    plaintext, _ = create_key(database_url)
+    drill_log.keys.add(plaintext)
+    return plaintext
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.authz_fixtures import create_key, spawn_gateway
+from tests.authz_fixtures import spawn_gateway
 from tests.drills.conftest import DrillLog, Row
 from tests.drills.replicas import Health, Replica, peak_rss_mib
 from tests.drills.wire import is_error_shape
@@ -54,13 +54,6 @@ def fleet(
     for replica in replicas:
         if replica.proc:
             replica.proc.stop()
-
-
-@pytest.fixture
-def key(database_url: str, drill_log: DrillLog) -> str:
-    plaintext, _ = create_key(database_url)
-    drill_log.keys.add(plaintext)
-    return plaintext
 
 
 def load(url: str, key: str, stop: threading.Event, tally: Counter) -> None:

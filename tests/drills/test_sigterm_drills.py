@@ -21,7 +21,6 @@ import httpx
 import pytest
 
 from stack import envoy as envoy_launcher
-from tests.authz_fixtures import create_key
 from tests.drills.conftest import DrillLog, Row
 from tests.drills.load import Load
 from tests.drills.replicas import AdapterReplica, Fleet, Health, peak_rss_mib, spawn_fleet
@@ -34,13 +33,6 @@ LONG_TEXT = "a sentence long enough to keep the model busy for a while, " * 20
 SLOW_S = 1.0  # how long the slow upstream takes to answer an API call
 SLOW_CLIENTS = 6
 DRAIN_LIMIT_S = 5
-
-
-@pytest.fixture
-def key(database_url: str, drill_log: DrillLog) -> str:
-    plaintext, _ = create_key(database_url)  # loose plan limits (loose authz + ratelimit)
-    drill_log.keys.add(plaintext)
-    return plaintext
 
 
 @pytest.fixture(scope="module")

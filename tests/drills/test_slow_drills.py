@@ -24,7 +24,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.authz_fixtures import create_key
 from tests.drills.conftest import DrillLog, Row
 from tests.drills.replicas import peak_rss_mib
 from tests.drills.slow_upstream import SlowUpstream
@@ -69,13 +68,6 @@ def slow_gateway(
     envoy = spawn_envoy(run_dir, "slow-drills-envoy", overrides)
     yield envoy
     envoy.proc.stop()
-
-
-@pytest.fixture(scope="module")
-def key(database_url: str, drill_log: DrillLog) -> str:
-    plaintext, _ = create_key(database_url)
-    drill_log.keys.add(plaintext)
-    return plaintext
 
 
 def rss(envoy: EnvoyUnderTest) -> dict[str, float]:
