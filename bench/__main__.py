@@ -44,6 +44,13 @@ def _seconds(raw: str) -> float:
     return value
 
 
+def _positive(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {raw}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__.splitlines()[0],
@@ -53,6 +60,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_option(
         parser, "--warmup", "BENCH_WARMUP", 1.0, "unrecorded load on each setup before its cells", _seconds
     )
+    add_option(
+        parser, "--rounds", "BENCH_ROUNDS", 3,
+        "measure the scenarios the targets compare this many times, interleaved with the others, "
+        "and report each cell's median-rps round (1: everything once)", _positive,
+    )  # fmt: skip
     add_option(parser, "--scenarios", "BENCH_SCENARIOS", "all", "comma-separated scenarios to run, or 'all'")
     add_option(parser, "--skip", "BENCH_SKIP", "", "comma-separated scenarios to leave out")
     add_option(
@@ -91,7 +103,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"bench: {wrk.INSTALL_HINT}")
     command = shlex.join(["python", "-m", "bench", *(sys.argv[1:] if argv is None else argv)])
     fresh_run_dir(args.run_dir)
-    settings = runner.Settings(args.seconds, args.warmup, args.load_tool, args.concurrency)
+    settings = runner.Settings(
+        args.seconds, args.warmup, args.load_tool, args.concurrency, args.rounds, targets.COMPARED
+    )
     started = datetime.now(UTC).isoformat(timespec="seconds")
     print(f"bench: {len(args.chosen)} scenarios, {args.seconds:g} s per cell, load tool {args.load_tool}; "
           f"logs in {args.run_dir}", flush=True)  # fmt: skip
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
     verdicts = targets.evaluate(targets.results_of(cells))
     info = report.RunInfo(
         command, args.label, started, datetime.now(UTC).isoformat(timespec="seconds"),
-        {"seconds": args.seconds, "warmup": args.warmup, "load_tool": args.load_tool,
+        {"seconds": args.seconds, "warmup": args.warmup, "load_tool": args.load_tool, "rounds": args.rounds,
          "concurrency_override": list(args.concurrency), "scenarios": [s.name for s in args.chosen]},
     )  # fmt: skip
     made = plots.draw(cells, args.out, args.name, args.label)

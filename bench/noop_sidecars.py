@@ -2,8 +2,11 @@
 
 They measure the cost floor of the architecture: the same grpc.aio server (common.grpc_serving),
 the same protobuf messages and the same Envoy filter chain as the real services, but every
-answer is a response built once at start. The gap between these and the real services is the
-real work (key lookup, Redis round trip); the gap between these and Envoy alone is transport.
+answer is a response built once at start, shaped like the product's: the rate limiter's OK
+carries the X-RateLimit-* headers the real one adds to every response, and so does the
+ext_authz-alone reply (the one-sidecar floor of fused mode, whose OK adds the same headers).
+The gap between these and the real services is the real work (key lookup, Redis round trip);
+the gap between these and Envoy alone is transport.
 """
 
 from __future__ import annotations
@@ -22,15 +25,27 @@ from google.rpc import code_pb2, status_pb2
 from common import event_loop
 from common.grpc_serving import GrpcApp
 from common.settings import add_option
+from ratelimit_service.responses import rate_limit_headers
+from ratelimit_service.windows import Decision, Window, WindowState
 
 OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
+
+
+def limit_headers() -> list[HeaderValue]:
+    """The X-RateLimit-* headers of an admitted request under the default 60/min + 1000/h."""
+    states = (
+        WindowState(Window("minute", 60), prev=10, cur=1, elapsed_ms=30_000),
+        WindowState(Window("hour", 1000), prev=10, cur=1, elapsed_ms=1_800_000),
+    )
+    return rate_limit_headers(Decision(True, states, 1))
 
 
 def ok_check(key_id: str) -> CheckResponse:
     """Shaped like the real service's OK: identity headers, credentials removed, dynamic metadata.
 
     With an empty `key_id` there is no x-gateway-key-id, so the template's rate-limit action has
-    no descriptor and Envoy skips the ratelimit call: that is the "ext_authz alone" floor.
+    no descriptor and Envoy skips the ratelimit call: that is the "ext_authz alone" floor, and
+    its reply also carries the rate-limit headers, as fused mode's OK does.
     """
     identity = {"x-gateway-owner": "bench", "x-gateway-plan": "free"}
     fields: dict[str, str] = {"plan": "free", "owner": "bench"}
@@ -42,11 +57,11 @@ def ok_check(key_id: str) -> CheckResponse:
         HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=OVERWRITE)
         for name, value in identity.items()
     ]
-    return CheckResponse(
-        status=status_pb2.Status(code=code_pb2.OK),
-        ok_response=OkHttpResponse(headers=headers, headers_to_remove=["authorization", "x-api-key"]),
-        dynamic_metadata=metadata,
-    )
+    ok = OkHttpResponse(headers=headers, headers_to_remove=["authorization", "x-api-key"])
+    if not key_id:
+        ok.response_headers_to_add.extend(HeaderValueOption(header=h) for h in limit_headers())
+    status = status_pb2.Status(code=code_pb2.OK)
+    return CheckResponse(status=status, ok_response=ok, dynamic_metadata=metadata)
 
 
 class NoopAuthorization(external_auth_pb2_grpc.AuthorizationServicer):
@@ -58,7 +73,7 @@ class NoopAuthorization(external_auth_pb2_grpc.AuthorizationServicer):
 
 
 class NoopRateLimit(rls_pb2_grpc.RateLimitServiceServicer):
-    reply = RateLimitResponse(overall_code=RateLimitResponse.OK)
+    reply = RateLimitResponse(overall_code=RateLimitResponse.OK, response_headers_to_add=limit_headers())
 
     async def ShouldRateLimit(self, request, context):
         return self.reply

@@ -85,7 +85,8 @@ def write(out_dir: Path, name: str, info: RunInfo, cells: list[Cell], verdicts: 
         "cells": [
             {**r, "socket_errors": c.result.socket_errors if c.result else None,
              "bad_status": c.result.bad_status if c.result else None, "warnings": c.warnings,
-             "envoy_counters": c.counters, "cpu_us_per_request": c.cpu_us_per_request,
+             "round": c.round, "round_rps": [round(x, 1) for x in c.round_rps], "envoy_counters": c.counters,
+             "cpu_us_per_request": c.cpu_us_per_request,
              "latency_us": sorted(c.result.latency_us.items()) if c.result else []}
             for r, c in zip(rows, cells, strict=True)
         ],
@@ -112,7 +113,14 @@ def cells_table(rows: list[dict[str, Any]], cells: list[Cell]) -> str:
              "|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
     for r, cell in zip(rows, cells, strict=True):
         cpu = ", ".join(f"{n} {us:.0f}" for n, us in busy_processes(cell).items())
-        notes = cell.error or "; ".join([*cell.warnings, *([f"CPU µs/req: {cpu}"] if cpu else [])])
+        rounds = " / ".join(f"{x:,.0f}" for x in cell.round_rps)
+        notes = cell.error or "; ".join(
+            [
+                *cell.warnings,
+                *([f"median of {len(cell.round_rps)} rounds: {rounds} rps"] if rounds else []),
+                *([f"CPU µs/req: {cpu}"] if cpu else []),
+            ]
+        )
         floor = (
             f"{_fmt(r.get('rps_vs_floor'), '.2f')} {r['floor']}" if r.get("rps_vs_floor") is not None else "–"
         )

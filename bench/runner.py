@@ -1,11 +1,16 @@
-"""Run the chosen scenarios: start each setup once, warm it up, measure its cells, stop it."""
+"""Run the chosen scenarios: start each setup, warm it up, measure its cells, stop it; repeat.
+
+With several rounds, the scenarios the targets compare run again after everything else, so
+that a slow minute on a shared machine hits one round and not one side of a ratio; each cell
+reports the round with the median rps.
+"""
 
 from __future__ import annotations
 
 import math
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench import scenarios as sc
@@ -32,6 +37,8 @@ class Cell:
     counters: dict[str, int] = field(default_factory=dict)  # deltas over the cell
     cpu_us_per_request: dict[str, float] = field(default_factory=dict)  # per process we started
     warnings: list[str] = field(default_factory=list)
+    round: int = 1
+    round_rps: list[float] = field(default_factory=list)  # every round's rps, when repeated
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class Settings:
     warmup_seconds: float
     tool: str
     concurrency_override: tuple[int, ...] = ()
+    rounds: int = 1
+    repeated: frozenset[str] = frozenset()  # scenarios measured in every round (the rest once)
 
 
 def _count(counters: dict[str, int], suffix: str) -> int:
@@ -127,12 +136,52 @@ def _grouped(chosen: Iterable[sc.Scenario]) -> dict[str, list[sc.Scenario]]:
     return setups
 
 
+def _rps(cell: Cell) -> float:
+    return cell.result.rps if cell.result is not None else 0.0
+
+
+def median_cells(cells: list[Cell]) -> list[Cell]:
+    """One cell per (scenario, concurrency): the round with the median rps, knowing every round's."""
+    rounds: dict[tuple[str, int], list[Cell]] = {}
+    for cell in cells:
+        rounds.setdefault((cell.scenario.name, cell.concurrency), []).append(cell)
+    chosen = []
+    for same in rounds.values():
+        measured = sorted((c for c in same if c.result is not None), key=_rps)
+        if len(same) == 1 or not measured:
+            chosen.append(same[0])
+            continue
+        median = measured[(len(measured) - 1) // 2]
+        every = [_rps(c) for c in same if c.result is not None]
+        failed = len(same) - len(measured)
+        warnings = [*median.warnings, *([f"{failed} of {len(same)} rounds failed"] if failed else [])]
+        chosen.append(replace(median, round_rps=every, warnings=warnings))
+    return chosen
+
+
 def run(
     chosen: list[sc.Scenario], settings: Settings, run_dir: Path, log: Callable[[str], None] = print
 ) -> list[Cell]:
     cells: list[Cell] = []
     shared_launcher = Launcher(run_dir)
     shared = sc.Shared(shared_launcher, max((s.keys for s in chosen), default=1))
+    try:
+        for round_no in range(1, settings.rounds + 1):
+            scenarios = chosen if round_no == 1 else [s for s in chosen if s.name in settings.repeated]
+            if round_no > 1 and scenarios:
+                log(f"-- round {round_no} of {settings.rounds}: {', '.join(s.name for s in scenarios)}")
+            cells += _round(scenarios, round_no, settings, run_dir, shared, log)
+    finally:
+        shared_launcher.close()
+    return median_cells(cells)
+
+
+def _round(
+    chosen: list[sc.Scenario], round_no: int, settings: Settings, run_dir: Path, shared: sc.Shared,
+    log: Callable[[str], None],
+) -> list[Cell]:  # fmt: skip
+    cells: list[Cell] = []
+    shared_launcher = shared.launcher
 
     def floor_of(cell: Cell) -> Cell | None:
         return next(
@@ -144,31 +193,29 @@ def run(
             None,
         )
 
-    try:
-        for setup_name, group in _grouped(chosen).items():
-            own = Launcher(run_dir / setup_name)  # its logs in a folder of its own
-            pending = [(s, c) for s in group for c in (settings.concurrency_override or s.concurrencies)]
-            try:
-                log(f"-- starting {setup_name}")
-                target = sc.SETUPS[setup_name](shared, own)
-                keys = shared.keys if any(s.keys for s in group) else []
-                if settings.warmup_seconds > 0:
-                    TOOLS[settings.tool](target.url, group[0].spec(keys), 16, settings.warmup_seconds)
-                while pending:
-                    scenario, concurrency = pending.pop(0)
-                    procs = {**shared_launcher.procs, **own.procs}
-                    cell = measure(target, scenario, scenario.spec(keys), concurrency, settings, procs)
-                    cells.append(cell)
-                    log(describe(cell, floor_of(cell)))
-            except Exception as exc:
-                error_file = run_dir / f"error-{setup_name}.txt"
-                error_file.write_text(traceback.format_exc())
-                reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                log(f"setup {setup_name} failed: {reason} (details: {error_file})")
-                for scenario, concurrency in pending:
-                    cells.append(Cell(scenario, concurrency, error=f"setup failed: {reason}"))
-            finally:
-                own.close()
-    finally:
-        shared_launcher.close()
+    for setup_name, group in _grouped(chosen).items():
+        own = Launcher(run_dir / f"{setup_name}-{round_no}" if round_no > 1 else run_dir / setup_name)
+        pending = [(s, c) for s in group for c in (settings.concurrency_override or s.concurrencies)]
+        try:
+            log(f"-- starting {setup_name}")
+            target = sc.SETUPS[setup_name](shared, own)
+            keys = shared.keys if any(s.keys for s in group) else []
+            if settings.warmup_seconds > 0:
+                TOOLS[settings.tool](target.url, group[0].spec(keys), 16, settings.warmup_seconds)
+            while pending:
+                scenario, concurrency = pending.pop(0)
+                procs = {**shared_launcher.procs, **own.procs}
+                cell = measure(target, scenario, scenario.spec(keys), concurrency, settings, procs)
+                cell.round = round_no
+                cells.append(cell)
+                log(describe(cell, floor_of(cell)))
+        except Exception as exc:
+            error_file = run_dir / f"error-{setup_name}.txt"
+            error_file.write_text(traceback.format_exc())
+            reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            log(f"setup {setup_name} failed: {reason} (details: {error_file})")
+            for scenario, concurrency in pending:
+                cells.append(Cell(scenario, concurrency, error=f"setup failed: {reason}", round=round_no))
+        finally:
+            own.close()
     return cells

@@ -29,6 +29,11 @@ class Verdict:
 
 
 Results = dict[tuple[str, int], LoadResult]
+# The scenarios the targets compare: measured in every round when the run has several.
+COMPARED = frozenset(
+    {"envoy", "noop-authz", "noop-both", "standard", "fused", "fastapi-redis"}
+    | {"triton-direct", "gateway-embed"}
+)
 
 
 def _ratio(results: Results, a: str, b: str, c: int, metric: Callable[[LoadResult], float]) -> float | None:

@@ -19,7 +19,7 @@ def test_shortened_run_writes_numbers_results_and_plots(tmp_path: Path) -> None:
     out = tmp_path / "results"
     command = [
         sys.executable, "-m", "bench", "--load-tool", "python", "--seconds", "1", "--warmup", "0",
-        "--scenarios", "envoy,noop-both", "--concurrency", "2", "--out", str(out),
+        "--scenarios", "envoy,noop-both", "--concurrency", "2", "--rounds", "2", "--out", str(out),
         "--run-dir", str(tmp_path / "run"), "--label", "CI smoke",
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240)
@@ -33,6 +33,7 @@ def test_shortened_run_writes_numbers_results_and_plots(tmp_path: Path) -> None:
         assert cell["requests"] > 0 and cell["rps"] > 0
         assert cell["p50_ms"] > 0 and cell["p99_ms"] >= cell["p50_ms"]
         assert cell["failures"] == 0
+        assert len(cell["round_rps"]) == 2 and cell["rps"] in cell["round_rps"]  # both rounds ran
     assert cells["noop-both"]["rps_vs_floor"] > 0  # a ratio taken against the floor of the same run
     # Both do-nothing sidecars were really on the path: Envoy counted their decisions.
     counters = cells["noop-both"]["envoy_counters"]

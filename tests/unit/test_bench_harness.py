@@ -175,3 +175,41 @@ def test_rows_carry_ratios_to_the_floor_of_the_same_run_and_feed_the_headline() 
     headline = report.headline_table(rows)
     assert "| gateway (authz+ratelimit) | 2,000 | 0.10 | 1.50 | 2.00 |" in headline
     assert "FastAPI" not in headline  # a failed cell has no figures to show
+
+
+def test_do_nothing_replies_carry_the_same_headers_as_the_real_services() -> None:
+    """The floor must make Envoy add what the product makes it add, or the ratios flatter the product."""
+    from bench.noop_sidecars import NoopRateLimit, ok_check
+    from ratelimit_service.config import DEFAULT_CONFIG, load_config
+    from ratelimit_service.limiter import Limiter
+    from ratelimit_service.service import RateLimitService
+    from ratelimit_service.store import MemoryStore
+    from tests.ratelimit_fixtures import rl_request
+
+    service = RateLimitService(Limiter(load_config(DEFAULT_CONFIG), MemoryStore()))
+    entries = [("route", "v1"), ("plan", "free"), ("api_key", "key_0123456789abcdef")]
+    real = asyncio.run(service.ShouldRateLimit(rl_request("gateway", entries, hits=1), None))
+    names = [h.key for h in real.response_headers_to_add]
+    assert names and names == [h.key for h in NoopRateLimit.reply.response_headers_to_add]
+    alone = ok_check("").ok_response.response_headers_to_add
+    assert [h.header.key for h in alone] == names  # fused mode's OK adds these to the response
+    assert not ok_check("key_bench").ok_response.response_headers_to_add  # standard authz adds none
+
+
+def test_repeated_cells_report_the_median_round_and_every_rounds_rps() -> None:
+    standard = scenarios.BY_NAME["standard"]
+    envoy = scenarios.BY_NAME["envoy"]
+    cells = [
+        Cell(standard, 16, result(900), round=1),
+        Cell(envoy, 16, result(8000), round=1),
+        Cell(standard, 16, result(1500), round=2),
+        Cell(standard, 16, None, error="boom", round=3),
+        Cell(standard, 16, result(1200), round=4),
+    ]
+    from bench.runner import median_cells
+
+    merged = median_cells(cells)
+    assert [(c.scenario.name, c.round) for c in merged] == [("standard", 4), ("envoy", 1)]
+    assert merged[0].round_rps == [900, 1500, 1200]
+    assert merged[0].warnings == ["1 of 4 rounds failed"]
+    assert merged[1].round_rps == []  # measured once: nothing to report
