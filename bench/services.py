@@ -21,6 +21,7 @@ from pathlib import Path
 from bench import envoy_configs
 from common import probes
 from stack import envoy as envoy_launcher
+from stack.redis import socket_url
 from tests.procs import Proc, free_port, python_module
 
 NO_LIMIT = "1000000000"  # per-minute and per-hour limits nothing in a benchmark reaches
@@ -104,10 +105,16 @@ class Launcher:
         return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
     def redis(self) -> str:
-        port = free_port()
-        args = python_module("stack.redis", "--port", str(port), "--dir", str(self.run_dir / "redis"))
+        """Valkey as `make run` starts it: everything that uses it connects over its unix socket."""
+        port, folder = free_port(), self.run_dir / "redis"
+        sock_dir = Path(tempfile.mkdtemp(prefix="bench-valkey-"))  # a short path: sockaddr_un
+        self.later(shutil.rmtree, sock_dir, True)
+        sock = sock_dir / "valkey.sock"
+        args = python_module(
+            "stack.redis", "--port", str(port), "--dir", str(folder), "--unix-socket", str(sock)
+        )
         self.spawn("redis", args).wait_port(port, 15)
-        return f"redis://127.0.0.1:{port}/0"
+        return socket_url(sock) or f"redis://127.0.0.1:{port}/0"
 
     # -- sidecars ----------------------------------------------------------------------------
 

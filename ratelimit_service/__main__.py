@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from envoy.service.ratelimit.v3 import rls_pb2_grpc
-
 from common import event_loop
 from common.grpc_serving import GrpcApp
 from common.settings import add_option, env_default, positive_int
@@ -20,7 +18,7 @@ from ratelimit_service.config.model import with_unit_limits
 from ratelimit_service.limiter import Limiter
 from ratelimit_service.local_cache import OverLimitCache
 from ratelimit_service.reload import ConfigWatcher
-from ratelimit_service.service import RateLimitService
+from ratelimit_service.service import RateLimitService, add_to_server
 from ratelimit_service.store import store_from_url
 
 log = logging.getLogger("ratelimit_service")
@@ -141,7 +139,7 @@ async def serve(args: argparse.Namespace, config: RateLimitConfig) -> None:
         app = GrpcApp(args.grpc_port, args.host, ["envoy.service.ratelimit.v3.RateLimitService"])
     except RuntimeError as exc:  # grpc reports a busy port this way
         raise OSError(f"cannot listen on {args.host}:{args.grpc_port}: {exc}") from None
-    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitService(limiter), app.server)
+    add_to_server(RateLimitService(limiter), app.server)
     watcher = ConfigWatcher(args.config, limiter.set_config, config_transform(args))
     http = HttpServer(limiter, http_sock) if http_sock is not None else None
     tasks: list[asyncio.Task] = []

@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ratelimit_service import metrics
 from ratelimit_service.backoff import progressive_retry_after
@@ -38,6 +39,28 @@ class Planned:
     rule: Rule | None  # None: only per-key overrides apply
     windows: tuple[StoreWindow, ...]
     label: str  # metrics label
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a descriptor set is charged against: fixed under one config, so built once."""
+
+    planned: tuple[Planned, ...]
+    windows: tuple[StoreWindow, ...]  # every window of every descriptor, in store order
+    owners: tuple[int, ...]  # descriptor index of each window
+    all_enforced: bool  # no shadow window: the store's states are the decision's as they are
+    within_limit: tuple[Any, ...]  # the WITHIN_LIMIT metric of each planned descriptor
+
+
+def make_plan(domain: str, planned: list[Planned]) -> Plan:
+    windows = tuple(w for p in planned for w in p.windows)
+    return Plan(
+        tuple(planned),
+        windows,
+        tuple(p.descriptor for p in planned for _ in p.windows),
+        all(w.enforced for w in windows),
+        tuple(metrics.decision_counter(domain, p.label, metrics.WITHIN_LIMIT) for p in planned),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +132,7 @@ class Limiter:
         self.rng = rng or random.Random()
         # The same descriptors (a key's requests) always plan the same under one config:
         # remember the plan instead of matching rules and building key names per request.
-        self._plans: dict[tuple, list[Planned]] = {}
+        self._plans: dict[tuple, Plan] = {}
 
     def set_config(self, config: RateLimitConfig) -> None:
         """Swap the config (hot reload); cached denials may follow rules that changed."""
@@ -117,18 +140,18 @@ class Limiter:
         self.cache.clear()
         self._plans = {}
 
-    def plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
+    def plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> Plan:
         """The windows every descriptor is charged against (remembered per descriptor set)."""
         signature = (
             domain.domain,
             *((d.entries, tuple(d.overrides.items())) if d.overrides else d.entries for d in descriptors),
         )
-        planned = self._plans.get(signature)
-        if planned is None:
+        plan = self._plans.get(signature)
+        if plan is None:
             if len(self._plans) >= MAX_REMEMBERED_PLANS:
                 self._plans = {}
-            planned = self._plans[signature] = self._plan(domain, descriptors)
-        return planned
+            plan = self._plans[signature] = make_plan(domain.domain, self._plan(domain, descriptors))
+        return plan
 
     def _plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
         matched: list[tuple[int, Rule | None, tuple[tuple[str, str], ...], dict[str, int]]] = []
@@ -162,20 +185,28 @@ class Limiter:
         domain = self.config.domain(domain_name)
         if domain is None:
             return NO_LIMITS
-        planned = self.plan(domain, descriptors)
+        plan = self.plan(domain, descriptors)
+        planned = plan.planned
         if not planned:
             return NO_LIMITS
-        cached = self._from_cache(domain, planned, hits)
-        if cached is not None:
-            return cached
-        windows = [w for p in planned for w in p.windows]
+        if self.cache:  # something is over its limit: maybe this request's windows
+            cached = self._from_cache(domain, planned, hits)
+            if cached is not None:
+                return cached
         started = time.perf_counter()
         try:
-            result = await self.store.apply(windows, hits)
+            result = await self.store.apply(plan.windows, hits)
         except Exception as exc:  # any store failure: the configured failure mode answers
             metrics.STORE_ERRORS.labels(type(exc).__name__).inc()
             return self._failure(domain, planned)
         metrics.STORE_SECONDS.observe(time.perf_counter() - started)
+        if plan.all_enforced:  # the common case: every window counts, in plan order
+            decision = Decision(result.allowed, result.states, hits)
+            if result.allowed:
+                for counter in plan.within_limit:
+                    counter.inc()
+                return Verdict(OK, decision, plan.owners)
+            return self._denied(domain, planned, decision, plan.owners, plan.windows)
         states: list[WindowOutcome] = []
         owners: list[int] = []
         specs: list[StoreWindow] = []  # aligned with states
@@ -201,15 +232,15 @@ class Limiter:
             for p in planned:
                 metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT)
             return Verdict(OK, decision, tuple(owners))
-        return self._denied(domain, planned, decision, tuple(owners), specs)
+        return self._denied(domain, planned, decision, tuple(owners), tuple(specs))
 
     def _denied(
         self,
         domain: DomainConfig,
-        planned: list[Planned],
+        planned: Sequence[Planned],
         decision: Decision,
         owners: tuple[int, ...],
-        specs: list[StoreWindow],
+        specs: Sequence[StoreWindow],
     ) -> Verdict:
         overage = 1
         for state, spec in zip(decision.states, specs, strict=True):
@@ -223,7 +254,7 @@ class Limiter:
             OVER_LIMIT, decision, owners, self._retry_after(domain, planned, decision, owners, overage)
         )
 
-    def _from_cache(self, domain: DomainConfig, planned: list[Planned], hits: int) -> Verdict | None:
+    def _from_cache(self, domain: DomainConfig, planned: Sequence[Planned], hits: int) -> Verdict | None:
         states, owners = [], []
         for p in planned:
             for spec in p.windows:
@@ -241,14 +272,21 @@ class Limiter:
         retry_after = self._retry_after(domain, planned, decision, tuple(owners), overage)
         return Verdict(OVER_LIMIT, decision, tuple(owners), retry_after)
 
-    def _count(self, domain: DomainConfig, planned: list[Planned], decision: Decision, owners: tuple) -> None:
+    def _count(
+        self, domain: DomainConfig, planned: Sequence[Planned], decision: Decision, owners: tuple
+    ) -> None:
         denying = {o for s, o in zip(decision.states, owners, strict=True) if not s.admits(decision.hits)}
         for p in planned:
             result = metrics.OVER_LIMIT if p.descriptor in denying else metrics.WITHIN_LIMIT
             metrics.count_decision(domain.domain, p.label, result)
 
     def _retry_after(
-        self, domain: DomainConfig, planned: list[Planned], decision: Decision, owners: tuple, overage: int
+        self,
+        domain: DomainConfig,
+        planned: Sequence[Planned],
+        decision: Decision,
+        owners: tuple,
+        overage: int,
     ) -> int:
         exact = decision.retry_after()
         blocking = decision.blocking()
@@ -259,7 +297,7 @@ class Limiter:
             return exact
         return progressive_retry_after(overage, exact, policy.jitter, self.rng)
 
-    def _failure(self, domain: DomainConfig, planned: list[Planned]) -> Verdict:
+    def _failure(self, domain: DomainConfig, planned: Sequence[Planned]) -> Verdict:
         allow = domain.failure_mode == "allow"
         result = metrics.FAILURE_MODE_ALLOWED if allow else metrics.FAILURE_MODE_DENIED
         for p in planned:
@@ -273,11 +311,10 @@ class Limiter:
         domain = self.config.domain(domain_name)
         if domain is None:
             return ()
-        planned = self.plan(domain, [RequestDescriptor(tuple(entries), dict(overrides or {}))])
-        windows = [w for p in planned for w in p.windows]
-        if not windows:
+        plan = self.plan(domain, [RequestDescriptor(tuple(entries), dict(overrides or {}))])
+        if not plan.windows:
             return ()
-        return (await self.store.apply(windows, 0, peek=True)).states
+        return (await self.store.apply(plan.windows, 0, peek=True)).states
 
 
 def _label(rule: Rule | None, entries: Sequence[tuple[str, str]]) -> str:

@@ -32,10 +32,14 @@ FAILURE_MODE_DENIED = "failure_mode_denied"
 _children: dict[tuple[str, str, str], Counter] = {}
 
 
-def count_decision(domain: str, descriptor: str, result: str) -> None:
-    """DECISIONS.labels(...).inc() with the child looked up once (labels() takes a lock)."""
+def decision_counter(domain: str, descriptor: str, result: str) -> Counter:
+    """DECISIONS.labels(...), looked up once per label set (labels() takes a lock)."""
     key = (domain, descriptor, result)
     child = _children.get(key)
     if child is None:
         child = _children[key] = DECISIONS.labels(domain, descriptor, result)
-    child.inc()
+    return child
+
+
+def count_decision(domain: str, descriptor: str, result: str) -> None:
+    decision_counter(domain, descriptor, result).inc()

@@ -49,32 +49,41 @@ def _header(name: str, value: object) -> HeaderValue:
     return HeaderValue(key=name, value=str(value))
 
 
-def rate_limit_headers(decision: Decision) -> list[HeaderValue]:
-    """On a denial the summary headers describe the denying window (remaining 0, its reset)."""
+def limit_header_values(decision: Decision) -> list[tuple[str, str]]:
+    """X-RateLimit-* names and values. On a denial the summary headers describe the denying
+    window (remaining 0, its reset); otherwise the window with the fewest requests left."""
     blocking = decision.blocking()
     # remaining() once per window: this runs on every request.
-    remaining = [(state.remaining(), state) for state in decision.states]
+    remaining = [(state.remaining(), state.window.seconds, state) for state in decision.states]
     if blocking is not None:
         summary, summary_remaining, reset = blocking, 0, decision.retry_after()
     else:
-        summary_remaining, summary = min(remaining, key=lambda pair: (pair[0], pair[1].window.seconds))
+        summary_remaining, _, summary = min(remaining, key=_fewest_left)
         reset = summary.reset_seconds()
-    headers = [
-        _header("x-ratelimit-limit", summary.window.limit),
-        _header("x-ratelimit-remaining", summary_remaining),
-        _header("x-ratelimit-reset", reset),
+    values = [
+        ("x-ratelimit-limit", str(summary.window.limit)),
+        ("x-ratelimit-remaining", str(summary_remaining)),
+        ("x-ratelimit-reset", str(reset)),
     ]
     # Per unit (X-RateLimit-Limit-Minute, …): the tightest window of that unit.
     per_unit: dict[str, tuple[int, WindowOutcome]] = {}
-    for left, state in remaining:
+    for left, _, state in remaining:
         seen = per_unit.get(state.window.unit)
         if seen is None or left < seen[0]:
             per_unit[state.window.unit] = (left, state)
     for unit, (left, state) in per_unit.items():
         limit_name, remaining_name = _HEADER_NAMES[unit]
-        headers.append(_header(limit_name, state.window.limit))
-        headers.append(_header(remaining_name, left))
-    return headers
+        values.append((limit_name, str(state.window.limit)))
+        values.append((remaining_name, str(left)))
+    return values
+
+
+def _fewest_left(entry: tuple[int, int, WindowOutcome]) -> tuple[int, int]:
+    return entry[0], entry[1]  # ties: the shorter window
+
+
+def rate_limit_headers(decision: Decision) -> list[HeaderValue]:
+    return [HeaderValue(key=name, value=value) for name, value in limit_header_values(decision)]
 
 
 def _status(states: list[WindowOutcome], hits: int) -> RateLimitResponse.DescriptorStatus:
@@ -99,9 +108,13 @@ def from_verdict(verdict: Verdict, descriptor_count: int) -> RateLimitResponse:
         return STORE_UNAVAILABLE
     if decision is None:
         return OK
-    headers = rate_limit_headers(decision)
     if verdict.code == VERDICT_OK:
-        return RateLimitResponse(overall_code=RateLimitResponse.OK, response_headers_to_add=headers)
+        response = RateLimitResponse(overall_code=RateLimitResponse.OK)
+        add = response.response_headers_to_add.add  # in place: no HeaderValue built and copied
+        for name, value in limit_header_values(decision):
+            add(key=name, value=value)
+        return response
+    headers = rate_limit_headers(decision)
     blocking = decision.blocking()
     assert blocking is not None  # a denial always has a denying window
     retry_after = verdict.retry_after

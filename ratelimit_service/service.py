@@ -2,6 +2,10 @@
 
 Envoy sends descriptors such as [(route, v1), (plan, free), (api_key, key_123)]; the
 limiter decides every window of every descriptor in one store round trip.
+
+Envoy sends the very same bytes for every request of a key, so the servicer takes the request
+undecoded and remembers what each distinct request says: protobuf parsing and building the
+descriptors happen once per key, not once per request.
 """
 
 from __future__ import annotations
@@ -12,6 +16,10 @@ from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitRespon
 
 from ratelimit_service import responses
 from ratelimit_service.limiter import Limiter, RequestDescriptor
+
+SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
+MAX_REMEMBERED_REQUESTS = 10_000  # a few hundred bytes each; all forgotten at once when full
+Parsed = tuple[str, list[RequestDescriptor], int]  # domain, descriptors, hits
 
 
 def request_descriptors(request: RateLimitRequest) -> list[RequestDescriptor]:
@@ -28,13 +36,38 @@ def request_descriptors(request: RateLimitRequest) -> list[RequestDescriptor]:
     return found
 
 
+def parse(request: RateLimitRequest) -> Parsed:
+    return request.domain, request_descriptors(request), request.hits_addend or 1
+
+
 class RateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
     def __init__(self, limiter: Limiter) -> None:
         self.limiter = limiter
+        self._requests: dict[bytes, Parsed] = {}
 
     async def ShouldRateLimit(
-        self, request: RateLimitRequest, context: grpc.aio.ServicerContext
+        self, request: RateLimitRequest, context: grpc.aio.ServicerContext | None
     ) -> RateLimitResponse:
-        descriptors = request_descriptors(request)
-        verdict = await self.limiter.decide(request.domain, descriptors, request.hits_addend or 1)
+        return await self.decide(parse(request))
+
+    async def decide(self, parsed: Parsed) -> RateLimitResponse:
+        domain, descriptors, hits = parsed
+        verdict = await self.limiter.decide(domain, descriptors, hits)
         return responses.from_verdict(verdict, len(descriptors))
+
+    async def should_rate_limit_raw(self, raw: bytes, context: grpc.aio.ServicerContext | None) -> bytes:
+        """ShouldRateLimit on the wire bytes (what the server registers; see add_to_server)."""
+        parsed = self._requests.get(raw)
+        if parsed is None:
+            parsed = parse(RateLimitRequest.FromString(raw))
+            if len(self._requests) >= MAX_REMEMBERED_REQUESTS:
+                self._requests = {}
+            self._requests[raw] = parsed
+        return (await self.decide(parsed)).SerializeToString()
+
+
+def add_to_server(service: RateLimitService, server: grpc.aio.Server) -> None:
+    """Register ShouldRateLimit taking and returning bytes (no (de)serializers: we do both)."""
+    method = grpc.unary_unary_rpc_method_handler(service.should_rate_limit_raw)
+    handler = grpc.method_handlers_generic_handler(SERVICE, {"ShouldRateLimit": method})
+    server.add_generic_rpc_handlers((handler,))

@@ -19,6 +19,7 @@ from authz_service import keys
 from common.settings import truthy
 from stack import ROOT, RUN_DIR
 from stack.ports import DEFAULT_PORTS, port
+from stack.redis import socket_url
 
 PROCESSES = ["triton", "adapter", "authz", "authz-http", "ratelimit", "envoy", "ready"]
 
@@ -35,7 +36,13 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
     for name in DEFAULT_PORTS:
         env.setdefault(name, str(port(name)))
     if not env.get("REDIS_URL"):
-        env["REDIS_URL"] = f"redis://127.0.0.1:{env['EMBEDDED_REDIS_PORT']}/0"
+        # The services reach the embedded Valkey over a unix socket (less CPU per decision
+        # than loopback TCP); its TCP port stays open for redis-cli and the readiness check.
+        sock = RUN_DIR / "redis" / "valkey.sock"
+        unix_url = socket_url(sock)
+        env["REDIS_URL"] = unix_url or f"redis://127.0.0.1:{env['EMBEDDED_REDIS_PORT']}/0"
+        if unix_url:
+            env["EMBEDDED_REDIS_SOCKET"] = str(sock)
         env["EMBEDDED_REDIS"] = "1"
         names.insert(0, "redis")
     if not env.get("DATABASE_URL"):

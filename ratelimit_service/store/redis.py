@@ -20,18 +20,31 @@ from redis.backoff import NoBackoff
 from redis.crc import key_slot
 
 from ratelimit_service.store.base import ALGORITHM_CODES, StoreResult, StoreWindow, decode, request_token
-from ratelimit_service.store.script_pipe import ScriptPipe
+from ratelimit_service.store.script_pipe import CommandTemplate, ScriptPipe
 
 SCRIPT = (Path(__file__).parent / "windows.lua").read_text()
 MAX_CONNECTIONS = 64  # per process; more in flight wait for a free connection
 
 
-def script_args(windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None) -> list:
-    args: list = ["" if now_ms is None else now_ms, hits, "p" if peek else "c", request_token()]
+MAX_TEMPLATES = 10_000  # packed commands remembered per window set; all forgotten when full
+
+
+def request_args(hits: int, peek: bool, now_ms: int | None) -> tuple:
+    """ARGV[1..4]: what changes from one request to the next."""
+    return ("" if now_ms is None else now_ms, hits, "p" if peek else "c", request_token())
+
+
+def window_args(windows: Sequence[StoreWindow]) -> tuple:
+    """ARGV[5..]: what each window is, fixed for a window set."""
+    args: list = []
     for spec in windows:
         w = spec.window
         args += [ALGORITHM_CODES[w.algorithm], w.limit, w.seconds * 1000, 1 if spec.enforced else 0]
-    return args
+    return tuple(args)
+
+
+def script_args(windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None) -> list:
+    return [*request_args(hits, peek, now_ms), *window_args(windows)]
 
 
 class RedisStore:
@@ -52,6 +65,8 @@ class RedisStore:
         self._refreshing: asyncio.Task | None = None  # cluster: the slot map refresh under way
         # Plain single node: decisions skip redis-py and pipeline on one connection.
         self._pipe = pipe
+        # id(window tuple) → (that tuple, its packed command); the tuple held keeps the id unique.
+        self._templates: dict[int, tuple[Sequence[StoreWindow], CommandTemplate]] = {}
 
     async def _initialize(self) -> None:
         # Many first calls at once would each (re)initialise redis-py's cluster client and close
@@ -98,12 +113,26 @@ class RedisStore:
     async def _run(
         self, windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None
     ) -> StoreResult:
-        keys, args = [w.key for w in windows], script_args(windows, hits, peek, now_ms)
         if self._pipe is not None:
-            reply = await self._pipe.evalsha(keys, args)
+            packed = self._template(windows).pack(request_args(hits, peek, now_ms))
+            reply = await self._pipe.run(packed)
         else:
+            keys, args = [w.key for w in windows], script_args(windows, hits, peek, now_ms)
             reply = await self._script(keys=keys, args=args)
         return decode(windows, reply)
+
+    def _template(self, windows: Sequence[StoreWindow]) -> CommandTemplate:
+        """The packed command for a window set; remembered for the limiter's (long-lived) tuples."""
+        assert self._pipe is not None
+        remembered = self._templates.get(id(windows))
+        if remembered is not None and remembered[0] is windows:
+            return remembered[1]
+        template = CommandTemplate(self._pipe.sha, [w.key for w in windows], 4, window_args(windows))
+        if isinstance(windows, tuple):
+            if len(self._templates) >= MAX_TEMPLATES:
+                self._templates = {}
+            self._templates[id(windows)] = (windows, template)
+        return template
 
     async def _run_per_slot(
         self, windows: Sequence[StoreWindow], hits: int, peek: bool, now_ms: int | None

@@ -23,13 +23,42 @@ class StoreConnectionError(ConnectionError):
     """The connection to Redis failed or was closed: the call may or may not have run."""
 
 
+def _bulks(args: tuple) -> bytes:
+    """RESP bulk strings of `args` (hiredis's packing without the array header)."""
+    packed = hiredis.pack_command(args)
+    return packed[packed.index(b"\r\n") + 2 :]
+
+
+class CommandTemplate:
+    """An EVALSHA whose keys and trailing arguments are fixed, packed once; `pack` fills the rest."""
+
+    __slots__ = ("count", "head", "tail")
+
+    def __init__(self, sha: str, keys: list[str], middle_count: int, tail: tuple) -> None:
+        head = ("EVALSHA", sha, len(keys), *keys)
+        self.head, self.tail = _bulks(head), _bulks(tail) if tail else b""
+        self.count = len(head) + middle_count + len(tail)
+
+    def pack(self, middle: tuple) -> bytes:
+        return b"*%d\r\n%s%s%s" % (self.count, self.head, _bulks(middle), self.tail)
+
+
 class _Protocol(asyncio.Protocol):
+    """Replies are matched to callers in order; each caller waits until its deadline at most.
+
+    One timer for the whole queue instead of a timeout per call: deadlines come in the order
+    the calls were sent, so the timer only ever needs the oldest one still waiting.
+    """
+
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        self.loop = asyncio.get_running_loop()
+        self.waiting: deque[tuple[float, asyncio.Future[Any]]] = deque()
+        self.expired = 0  # how many calls at the head of `waiting` already timed out
+        self.timer: asyncio.TimerHandle | None = None
         self.transport: asyncio.Transport | None = None
         self.lost = False
-        self.last_reply = asyncio.get_running_loop().time()
+        self.last_reply = self.loop.time()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
@@ -37,10 +66,12 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
-        self.last_reply = asyncio.get_running_loop().time()
+        self.last_reply = self.loop.time()
         while (reply := self.reader.gets()) is not False:
-            future = self.waiting.popleft()
-            if future.done():  # its caller timed out; the reply still had to be read
+            _, future = self.waiting.popleft()
+            if self.expired:
+                self.expired -= 1
+            if future.done():  # its caller timed out or went away; the reply still had to be read
                 continue
             if isinstance(reply, hiredis.ReplyError):
                 future.set_exception(reply)
@@ -49,18 +80,37 @@ class _Protocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         while self.waiting:
-            future = self.waiting.popleft()
+            _, future = self.waiting.popleft()
             if not future.done():
                 future.set_exception(StoreConnectionError(f"Redis connection lost: {exc or 'closed'}"))
 
-    def send(self, packed: bytes) -> asyncio.Future[Any]:
+    def send(self, packed: bytes, timeout: float) -> asyncio.Future[Any]:
+        """Write one command; its future fails with TimeoutError if no reply came in `timeout`."""
         if self.lost or self.transport is None:
             raise StoreConnectionError("Redis connection closed")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting.append(future)
+        future: asyncio.Future[Any] = self.loop.create_future()
+        deadline = self.loop.time() + timeout
+        self.waiting.append((deadline, future))
+        if self.timer is None:
+            self.timer = self.loop.call_at(deadline, self._expire)
         self.transport.write(packed)
         return future
+
+    def _expire(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        while self.expired < len(self.waiting):
+            deadline, future = self.waiting[self.expired]
+            if deadline > now:
+                self.timer = self.loop.call_at(deadline, self._expire)
+                return
+            self.expired += 1
+            if not future.done():
+                future.set_exception(TimeoutError())
 
     def close(self) -> None:
         if self.transport is not None and not self.lost:
@@ -79,7 +129,10 @@ class ScriptPipe:
         self._connecting = asyncio.Lock()
 
     async def evalsha(self, keys: list[str], args: list[Any]) -> Any:
-        packed = hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args))
+        return await self.run(hiredis.pack_command(("EVALSHA", self.sha, len(keys), *keys, *args)))
+
+    async def run(self, packed: bytes) -> Any:
+        """Run a packed EVALSHA of this script (see CommandTemplate), loading the script if needed."""
         try:
             return await self._call(packed)
         except hiredis.ReplyError as exc:
@@ -91,10 +144,11 @@ class ScriptPipe:
         return await self._call(packed)
 
     async def _call(self, packed: bytes) -> Any:
-        protocol = await self._connected()
+        protocol = self._protocol
+        if protocol is None or protocol.lost:
+            protocol = await self._connected()
         try:
-            async with asyncio.timeout(self.timeout):
-                return await protocol.send(packed)
+            return await protocol.send(packed, self.timeout)
         except TimeoutError:
             # One slow reply is not a broken connection: its caller gets the failure mode, the
             # reply is read and dropped when it comes, and the calls behind it are unaffected.
@@ -124,7 +178,7 @@ class ScriptPipe:
                     _, protocol = await loop.create_connection(_Protocol, host, port)
                 try:
                     for command in self._handshake():
-                        await protocol.send(hiredis.pack_command(command))
+                        await protocol.send(hiredis.pack_command(command), self.timeout)
                 except BaseException:
                     protocol.close()
                     raise

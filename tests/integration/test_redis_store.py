@@ -7,12 +7,14 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+import hiredis
 import pytest
 import redis.asyncio as redis
 
 from ratelimit_service.limiter import counter_base, store_windows
 from ratelimit_service.store import StoreWindow, store_from_url
-from ratelimit_service.store.redis import RedisStore
+from ratelimit_service.store.redis import RedisStore, window_args
+from ratelimit_service.store.script_pipe import CommandTemplate
 from ratelimit_service.windows import Decision, Window
 from stack.redis import server_args
 from tests.procs import Proc, free_port
@@ -149,3 +151,38 @@ async def test_lean_connection_authenticates_selects_the_db_and_speaks_unix_sock
             await wrong.apply(specs)
     finally:
         await wrong.close()
+
+
+def test_a_packed_template_is_the_command_hiredis_would_pack() -> None:
+    specs = windows_of((Window("minute", 5), Window("hour", 8, "sliding_log")))
+    template = CommandTemplate("abc123", [s.key for s in specs], 4, window_args(specs))
+    middle = ("", 3, "c", "token.1")
+    full = ("EVALSHA", "abc123", 2, *(s.key for s in specs), *middle, *window_args(specs))
+    assert template.pack(middle) == hiredis.pack_command(full)
+
+
+async def test_a_stalled_redis_times_calls_out_on_time_and_their_late_replies_are_dropped(
+    private_valkey: tuple[int, Path],
+) -> None:
+    """One timer serves every waiting call: each still fails at its own deadline, and replies that
+    come after it are read and dropped, so the next call gets its own reply and not a stale one."""
+    port, _ = private_valkey
+    url = f"redis://:s3cret@127.0.0.1:{port}/0"
+    rl = store_from_url(url, timeout=0.1)
+    specs = windows_of((Window("minute", 100),))
+    raw = redis.from_url(url)
+    loop = asyncio.get_running_loop()
+    try:
+        assert (await rl.apply(specs)).allowed  # connected, script loaded
+        await raw.execute_command("CLIENT", "PAUSE", 500, "ALL")
+        started = loop.time()
+        stalled = await asyncio.gather(*(rl.apply(specs) for _ in range(5)), return_exceptions=True)
+        waited = loop.time() - started
+        assert all(isinstance(r, TimeoutError) for r in stalled), stalled
+        assert 0.09 <= waited < 0.35, waited
+        await asyncio.sleep(0.6)  # the pause ends: Redis runs the 5 stalled calls and replies late
+        after = await rl.apply(specs)
+        assert after.allowed and after.states[0].cur == 7  # 1 + the 5 late ones + this one
+    finally:
+        await raw.aclose()
+        await rl.close()

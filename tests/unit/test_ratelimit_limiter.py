@@ -274,3 +274,22 @@ async def test_remembered_plans_follow_a_config_reload_and_per_key_overrides(lim
     own = RequestDescriptor(key("k_own").entries, {"minute": 1})
     assert [(await limiter.decide("gateway", [own])).code for _ in range(2)] == [OK, OVER_LIMIT]
     assert (await limiter.decide("gateway", [key("k_own")])).code == OK  # the plan default again
+
+
+async def test_the_wire_handler_remembers_a_request_but_charges_every_call(limiter: Limiter) -> None:
+    """The bytes handler parses a request once; every call is still decided and charged."""
+    from ratelimit_service.service import RateLimitService
+    from tests.ratelimit_fixtures import rl_request
+
+    service = RateLimitService(limiter)
+    raw = rl_request("gateway", [("route", "v1"), ("plan", "free"), ("api_key", "wire")], hits=1)
+    wire = raw.SerializeToString()
+    answers = [await service.should_rate_limit_raw(wire, None) for _ in range(4)]
+    answers = [RateLimitResponse.FromString(a) for a in answers]
+    remaining = [{h.key: h.value for h in a.response_headers_to_add} for a in answers]
+    remaining = [headers.get("x-ratelimit-remaining") for headers in remaining]
+    assert remaining[:3] == ["2", "1", "0"]
+    assert answers[3].overall_code == RateLimitResponse.OVER_LIMIT  # the 4th of 3/min
+    assert len(service._requests) == 1
+    # The message handler decides the same request the same way (it is now over the limit too).
+    assert (await service.ShouldRateLimit(raw, None)).overall_code == RateLimitResponse.OVER_LIMIT
