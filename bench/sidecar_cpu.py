@@ -2,9 +2,10 @@
 
 A grpc.aio client keeps 16 calls in flight against one sidecar process and reads that process's
 CPU time from /proc: the do-nothing sidecar (transport only), the real service with the
-in-memory store, and the real service on a private Valkey. Every answer is checked to be a
-real decision (x-ratelimit headers), so a store that fails fast (failure mode) cannot pass for
-a fast one. Rounds alternate the variants, so machine noise spreads over all of them.
+in-memory store, and the real service on a private Valkey over TCP and over its unix socket.
+Every answer is checked to be a real decision (x-ratelimit headers), so a store that fails fast
+(failure mode) cannot pass for a fast one. Rounds alternate the variants, so machine noise
+spreads over all of them.
 
     .venv/bin/python -m bench.sidecar_cpu [--calls 15000] [--rounds 2] [--out bench/results/sidecar_cpu.md]
 """
@@ -31,12 +32,13 @@ IN_FLIGHT = 16
 LOOSE = ["--rate-limit-minute", "1000000000", "--rate-limit-hour", "1000000000", "--log-level", "WARNING"]
 
 
-def variants(redis_url: str) -> dict[str, list[str]]:
+def variants(redis_url: str, socket_url: str) -> dict[str, list[str]]:
     service = [sys.executable, "-m", "ratelimit_service", "--grpc-port", "{port}", *LOOSE, "--redis-url"]
     return {
         "do-nothing sidecar": [sys.executable, "-m", "bench.noop_sidecars", "ratelimit", "--port", "{port}"],
         "ratelimit_service, memory://": [*service, "memory://"],
-        "ratelimit_service, Valkey": [*service, redis_url],
+        "ratelimit_service, Valkey (TCP)": [*service, redis_url],
+        "ratelimit_service, Valkey (unix socket)": [*service, socket_url],
     }
 
 
@@ -70,12 +72,16 @@ async def drive(port: int, pid: int, calls: int, noop: bool) -> tuple[float, flo
 def measure(args: argparse.Namespace) -> dict[str, list[tuple[float, float]]]:
     workdir = Path(tempfile.mkdtemp(prefix="sidecar-cpu-"))
     redis_port = free_port()
-    redis = subprocess.Popen(server_args(redis_port, workdir), stdout=subprocess.DEVNULL, cwd=ROOT)
+    sock = workdir / "valkey.sock"
+    redis_args = server_args(redis_port, workdir, ["--unixsocket", str(sock)])
+    redis = subprocess.Popen(redis_args, stdout=subprocess.DEVNULL, cwd=ROOT)
     results: dict[str, list[tuple[float, float]]] = {}
     try:
         time.sleep(1)
         for _ in range(args.rounds):
-            for name, template in variants(f"redis://127.0.0.1:{redis_port}/0").items():
+            for name, template in variants(
+                f"redis://127.0.0.1:{redis_port}/0", f"unix://{sock}?db=0"
+            ).items():
                 port = free_port()
                 command = [part.replace("{port}", str(port)) for part in template]
                 quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
