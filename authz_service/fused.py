@@ -76,13 +76,14 @@ def denied(limited: RateLimitResponse, http_status: int, grpc_code: int) -> Chec
 STORE_UNAVAILABLE = denied(responses.STORE_UNAVAILABLE, 503, code_pb2.UNAVAILABLE)
 
 
-def with_headers(ok: CheckResponse, headers: list[HeaderValue]) -> CheckResponse:
+def with_headers(ok: CheckResponse, headers: list[tuple[str, str]]) -> CheckResponse:
     """The grant's prebuilt OK plus headers for the client's response (as the ratelimit filter adds)."""
     response = CheckResponse()
     response.CopyFrom(ok)
     add = response.ok_response.response_headers_to_add.add
-    for header in headers:
-        add(header=header)
+    for name, value in headers:
+        header = add().header  # filled in place: half the cost of building and copying one
+        header.key, header.value = name, value
     return response
 
 
@@ -90,7 +91,7 @@ def check_response(verdict: Verdict, ok: CheckResponse) -> CheckResponse:
     if verdict.code == OK:
         if verdict.decision is None:  # no window applied, or store down with failure_mode allow
             return ok
-        return with_headers(ok, responses.rate_limit_headers(verdict.decision))
+        return with_headers(ok, responses.limit_header_values(verdict.decision))
     if verdict.code == UNAVAILABLE:
         return STORE_UNAVAILABLE
     return denied(responses.from_verdict(verdict, 1), 429, code_pb2.RESOURCE_EXHAUSTED)
