@@ -82,3 +82,37 @@ def test_store_down_with_failure_mode_deny_is_a_json_503(
         assert service.alive()
     finally:
         gw.envoy.stop()
+
+
+def test_a_slow_rate_limit_decision_is_waited_for_not_skipped(
+    run_dir: Path,
+    authz_port: int,
+    inference_adapter: str,
+    private_redis: RedisServer,
+    ratelimit_factory,
+    gateway: Gateway,
+) -> None:
+    """A decision that takes ~0.1 s (Redis stalled) is still within the filter's 0.25 s: Envoy
+    waits for it. (Its retry policy once cut every call at 50 ms and let the request through
+    unlimited; see test_sidecar_retries_never_cut_a_call_short.)"""
+    import redis
+
+    service = ratelimit_factory(None, private_redis.url, "--store-timeout", "0.2")
+    gw = spawn_gateway(
+        run_dir, f"envoy-slow-rl-{service.grpc_port}", authz_port, httpx.URL(inference_adapter).port, service
+    )
+    key = gateway.new_key()
+    stall = redis.Redis.from_url(private_redis.url)
+    try:
+        with httpx.Client(base_url=gw.url, timeout=30) as client:
+            first = client.post(EMBED, json={"input_text": "warm"}, headers=bearer(key))
+            assert first.headers.get("x-ratelimit-remaining-minute") == "59", first.headers
+            stall.execute_command("CLIENT", "PAUSE", 120, "ALL")
+            slow = client.post(EMBED, json={"input_text": "slow"}, headers=bearer(key))
+            assert slow.status_code == 200, slow.text
+            # A real decision (not the fail-open pass, which carries no rate-limit headers).
+            assert slow.headers.get("x-ratelimit-remaining-minute") == "58", slow.headers
+            assert slow.elapsed.total_seconds() >= 0.08
+    finally:
+        stall.close()
+        gw.envoy.stop()

@@ -62,3 +62,24 @@ def test_envoy_validates_the_rendered_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout + result.stderr
+
+
+def _seconds(duration: str) -> float:
+    assert duration.endswith("s"), duration
+    return float(duration[:-1])
+
+
+def test_sidecar_retries_never_cut_a_call_short() -> None:
+    """Envoy turns a grpc_service retry policy's max_interval into the per-try timeout. At 50 ms
+    (as it once was) every sidecar call slower than that on a busy machine was reset: authz
+    answered 503 and the rate limiter let the request through unlimited."""
+    manager = rendered()["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
+    authz, ratelimit = filters["envoy.filters.http.ext_authz"], filters["envoy.filters.http.ratelimit"]
+    calls = [
+        (authz["grpc_service"], authz["grpc_service"]["timeout"]),
+        (ratelimit["rate_limit_service"]["grpc_service"], ratelimit["timeout"]),
+    ]
+    for service, timeout in calls:
+        per_try = service["retry_policy"]["retry_back_off"]["max_interval"]
+        assert _seconds(per_try) >= _seconds(timeout), (per_try, timeout)
