@@ -293,18 +293,19 @@ def test_trickled_body_gets_json_408_and_never_reaches_the_upstream(
     )
 
 
-async def hanging_wave(url: str, key: str) -> list[tuple[int, float]]:
-    """HANGING keyed requests at once against the hanging upstream: (status, seconds) each."""
+async def hanging_wave(url: str, key: str) -> list[tuple[int, float, str]]:
+    """HANGING keyed requests at once against the hanging upstream: (status, seconds, body) each."""
     limits = httpx.Limits(max_connections=HANGING, max_keepalive_connections=HANGING)
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=UPSTREAM_HANG_S) as http:
 
-        async def one() -> tuple[int, float]:
+        async def one() -> tuple[int, float, str]:
             started = time.monotonic()
             response = await http.post(
                 "/v1/embed", json={"input_text": "x"}, headers={"Authorization": f"Bearer {key}"}
             )
             shape_ok = is_error_shape(response.status_code, response.content)
-            return (response.status_code if shape_ok else -1), time.monotonic() - started
+            elapsed = time.monotonic() - started
+            return (response.status_code if shape_ok else -1), elapsed, response.text[:120]
 
         return await asyncio.gather(*(one() for _ in range(HANGING)))
 
@@ -331,14 +332,15 @@ def test_hanging_upstream_gets_504_no_retry_fast_503_overflow_then_recovers(
             polls += 1
             time.sleep(0.1)
     recovery = time.monotonic() - recovered_at
-    statuses = Counter(status for status, _ in results)
-    timed_out = [s for status, s in results if status == 504]
-    shed = [s for status, s in results if status == 503]
+    statuses = Counter(status for status, _, _ in results)
+    timed_out = [s for status, s, _ in results if status == 504]
+    shed = [s for status, s, _ in results if status == 503]
+    bodies = Counter(body for status, _, body in results if status == 503)  # for the messages below
     admitted = MAX_REQUESTS + MAX_PENDING
     assert set(statuses) <= {503, 504}, statuses  # -1: an error without the JSON body
     assert 0 < len(timed_out) <= admitted and len(shed) >= HANGING - admitted, statuses
     assert all(UPSTREAM_TIMEOUT_S * 0.9 <= s <= UPSTREAM_TIMEOUT_S + SLACK_S for s in timed_out), timed_out
-    assert statistics.median(shed) < 1.0 and overflow == len(shed), (shed, overflow)
+    assert statistics.median(shed) < 1.0 and overflow == len(shed), (shed, overflow, bodies)
     # No retry storm: each admitted request reached the hanging upstream at most once.
     assert retries == 0 and reached <= len(timed_out), (retries, reached)
     # Two timeouts in a row eject the only host (outlier detection, local-origin failures) until
