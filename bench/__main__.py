@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import plots, report, runner, targets
 from bench import scenarios as sc
 from bench.load import wrk
+from bench.paired import run as paired_run
 from bench.services import fresh_run_dir
 from common.settings import add_option
 
@@ -51,6 +53,13 @@ def _positive(raw: str) -> int:
     return value
 
 
+def _non_negative(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {raw}")
+    return value
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__.splitlines()[0],
@@ -61,10 +70,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser, "--warmup", "BENCH_WARMUP", 1.0, "unrecorded load on each setup before its cells", _seconds
     )
     add_option(
-        parser, "--rounds", "BENCH_ROUNDS", 3,
+        parser, "--rounds", "BENCH_ROUNDS", 1,
         "measure the scenarios the targets compare this many times, interleaved with the others, "
         "and report each cell's median-rps round (1: everything once)", _positive,
     )  # fmt: skip
+    add_option(
+        parser, "--paired-rounds", "BENCH_PAIRED_ROUNDS", 4,
+        "then measure each target's two sides back to back this many times and judge the target "
+        "on the median (0: judge on the cells above)", _non_negative,
+    )  # fmt: skip
+    add_option(parser, "--paired-seconds", "BENCH_PAIRED_SECONDS", 4.0, "load time per paired cell", _seconds)
     add_option(parser, "--scenarios", "BENCH_SCENARIOS", "all", "comma-separated scenarios to run, or 'all'")
     add_option(parser, "--skip", "BENCH_SKIP", "", "comma-separated scenarios to leave out")
     add_option(
@@ -109,16 +124,27 @@ def main(argv: list[str] | None = None) -> None:
     started = datetime.now(UTC).isoformat(timespec="seconds")
     print(f"bench: {len(args.chosen)} scenarios, {args.seconds:g} s per cell, load tool {args.load_tool}; "
           f"logs in {args.run_dir}", flush=True)  # fmt: skip
-    cells = runner.run(args.chosen, settings, args.run_dir, log=lambda line: print(line, flush=True))
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    names = {s.name for s in args.chosen}
+    pairable = [t for t in targets.TARGETS if t.issue and {t.product, t.floor} <= names]
+    paired: list[targets.Verdict] = []
+
+    def paired_phase(shared: sc.Shared) -> None:
+        if args.paired_rounds and pairable:
+            phase = replace(settings, seconds=args.paired_seconds)
+            paired.extend(paired_run(pairable, phase, args.paired_rounds, args.run_dir, shared, log))
+
+    cells = runner.run(args.chosen, settings, args.run_dir, log=log, then=paired_phase)
     verdicts = targets.evaluate(targets.results_of(cells))
     info = report.RunInfo(
         command, args.label, started, datetime.now(UTC).isoformat(timespec="seconds"),
         {"seconds": args.seconds, "warmup": args.warmup, "load_tool": args.load_tool, "rounds": args.rounds,
+         "paired_rounds": args.paired_rounds, "paired_seconds": args.paired_seconds,
          "concurrency_override": list(args.concurrency), "scenarios": [s.name for s in args.chosen]},
     )  # fmt: skip
     made = plots.draw(cells, args.out, args.name, args.label)
-    written = report.write(args.out, args.name, info, cells, verdicts, made)
-    print("\n" + report.targets_table(verdicts))
+    written = report.write(args.out, args.name, info, cells, verdicts, made, paired)
+    print("\n" + report.targets_table(paired or verdicts))
     print("\nwrote " + ", ".join(str(p) for p in [*written, *made]))
     if all(c.result is None for c in cells):
         sys.exit("bench: no scenario produced numbers (see the errors above)")

@@ -76,7 +76,7 @@ def row(cell: Cell, cells: list[Cell]) -> dict[str, Any]:
 
 
 def write(out_dir: Path, name: str, info: RunInfo, cells: list[Cell], verdicts: list[Verdict],
-          plots: list[Path]) -> list[Path]:  # fmt: skip
+          plots: list[Path], paired: list[Verdict] | None = None) -> list[Path]:  # fmt: skip
     out_dir.mkdir(parents=True, exist_ok=True)
     rows = [row(c, cells) for c in cells]
     document = {
@@ -92,6 +92,9 @@ def write(out_dir: Path, name: str, info: RunInfo, cells: list[Cell], verdicts: 
         ],
         "targets": [{"name": v.name, "goal": v.goal, "measured": _round(v.measured), "limit": v.limit,
                      "status": v.status} for v in verdicts],
+        "paired_targets": [{"name": v.name, "goal": v.goal, "measured": _round(v.measured),
+                            "rounds": [_round(x) for x in v.rounds], "limit": v.limit, "status": v.status}
+                           for v in paired or []],
         "plots": [p.name for p in plots],
     }  # fmt: skip
     json_path, csv_path, md_path = (out_dir / f"{name}.{ext}" for ext in ("json", "csv", "md"))
@@ -100,7 +103,7 @@ def write(out_dir: Path, name: str, info: RunInfo, cells: list[Cell], verdicts: 
         writer = csv.DictWriter(f, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    md_path.write_text(markdown(info, document["machine"], rows, cells, verdicts, plots))
+    md_path.write_text(markdown(info, document["machine"], rows, cells, verdicts, plots, paired or []))
     return [json_path, csv_path, md_path]
 
 
@@ -148,13 +151,19 @@ def headline_table(rows: list[dict[str, Any]], concurrency: int = 16) -> str:
 
 
 def targets_table(verdicts: list[Verdict]) -> str:
+    if any(v.rounds for v in verdicts):
+        lines = ["| target | required | median | each round | |", "|---|---|---:|---|---|"]
+        for v in verdicts:
+            each = " / ".join(f"{x:.2f}" for x in v.rounds) or "–"
+            lines.append(f"| {v.name} | {v.goal} | {v.shown()} | {each} | {v.status} |")
+        return "\n".join(lines)
     lines = ["| target | required | measured | |", "|---|---|---:|---|"]
     lines += [f"| {v.name} | {v.goal} | {v.shown()} | {v.status} |" for v in verdicts]
     return "\n".join(lines)
 
 
 def markdown(info: RunInfo, host: dict[str, Any], rows: list[dict[str, Any]], cells: list[Cell],
-             verdicts: list[Verdict], plots: list[Path]) -> str:  # fmt: skip
+             verdicts: list[Verdict], plots: list[Path], paired: list[Verdict]) -> str:  # fmt: skip
     label = f" ({info.label})" if info.label else ""
     parts = [
         f"# Benchmark results{label}",
@@ -162,7 +171,10 @@ def markdown(info: RunInfo, host: dict[str, Any], rows: list[dict[str, Any]], ce
         f"Machine: {host['cpus']} CPUs, {host['platform']}, Python {host['python']}, "
         f"Envoy {host['envoy']}  \n"
         f"Settings: {json.dumps(info.settings)}",
-        "## Targets (ratios from this run)", targets_table(verdicts),
+        *(["## Targets (paired rounds: each target's two sides back to back, median over rounds)",
+           targets_table(paired)] if paired else []),
+        "## Targets (from the cells below)" if paired else "## Targets (ratios from this run)",
+        targets_table(verdicts),
         "## Headline", headline_table(rows),
         "## All cells", cells_table(rows, cells),
         *[f"![{p.stem}]({p.name})" for p in plots],

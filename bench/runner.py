@@ -160,8 +160,10 @@ def median_cells(cells: list[Cell]) -> list[Cell]:
 
 
 def run(
-    chosen: list[sc.Scenario], settings: Settings, run_dir: Path, log: Callable[[str], None] = print
-) -> list[Cell]:
+    chosen: list[sc.Scenario], settings: Settings, run_dir: Path, log: Callable[[str], None] = print,
+    then: Callable[[sc.Shared], None] | None = None,
+) -> list[Cell]:  # fmt: skip
+    """Measure every chosen cell; `then` runs while the shared processes are still up."""
     cells: list[Cell] = []
     shared_launcher = Launcher(run_dir)
     shared = sc.Shared(shared_launcher, max((s.keys for s in chosen), default=1))
@@ -171,6 +173,8 @@ def run(
             if round_no > 1 and scenarios:
                 log(f"-- round {round_no} of {settings.rounds}: {', '.join(s.name for s in scenarios)}")
             cells += _round(scenarios, round_no, settings, run_dir, shared, log)
+        if then is not None:
+            then(shared)
     finally:
         shared_launcher.close()
     return median_cells(cells)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import statistics
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from bench.load.spec import LoadResult
@@ -16,6 +17,7 @@ class Verdict:
     limit: float
     higher_is_better: bool
     unit: str
+    rounds: tuple[float, ...] = ()  # paired rounds: the figure of each (measured is their median)
 
     @property
     def status(self) -> str:
@@ -28,70 +30,70 @@ class Verdict:
         return "n/a" if self.measured is None else f"{self.measured:.2f}{self.unit}"
 
 
+@dataclass(frozen=True)
+class Target:
+    """A figure of `product` against `floor` at one concurrency: a ratio, or for p50 a difference."""
+
+    name: str
+    goal: str
+    product: str  # scenario names
+    floor: str
+    concurrency: int
+    metric: str  # "rps" (ratio), "p99" (ratio) or "p50" (added milliseconds)
+    limit: float
+    higher_is_better: bool = True
+    issue: bool = True  # False: an extra figure, not one of the issue's targets
+
+    @property
+    def unit(self) -> str:
+        return " ms" if self.metric == "p50" else "x"
+
+    def figure(self, product: LoadResult, floor: LoadResult) -> float | None:
+        if self.metric == "p50":
+            return product.p50_ms - floor.p50_ms
+        top, bottom = (product.rps, floor.rps) if self.metric == "rps" else (product.p99_ms, floor.p99_ms)
+        return top / bottom if bottom else None
+
+    def verdict(self, measured: float | None, rounds: tuple[float, ...] = ()) -> Verdict:
+        return Verdict(self.name, self.goal, measured, self.limit, self.higher_is_better, self.unit, rounds)
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("standard vs do-nothing floor", "gateway rps >= 0.9x the two do-nothing sidecars' at c=16",
+           "standard", "noop-both", 16, "rps", 0.9),
+    Target("fused vs one do-nothing sidecar",
+           "fused-mode gateway rps >= 0.9x one do-nothing sidecar's (ext_authz alone) at c=16",
+           "fused", "noop-authz", 16, "rps", 0.9),
+    Target("vs FastAPI+Redis", "gateway rps >= 4x the seed-style FastAPI+Redis gateway's at c=16",
+           "standard", "fastapi-redis", 16, "rps", 4.0),
+    Target("added p50 at c=1", "gateway p50 - Envoy alone p50 <= 1.3 ms at c=1",
+           "standard", "envoy", 1, "p50", 1.3, higher_is_better=False),
+    Target("p99 at c=64", "gateway p99 <= 10x Envoy alone's at c=64",
+           "standard", "envoy", 64, "p99", 10.0, higher_is_better=False),
+    Target("embeddings via gateway", "texts/s through the gateway >= 0.95x Triton direct at c=32",
+           "gateway-embed", "triton-direct", 32, "rps", 0.95),
+    Target("embeddings, 16 texts/request",
+           "(extra, not an issue target) texts/s through the gateway vs Triton direct, 16 texts each, c=8",
+           "gateway-embed-16", "triton-direct-16", 8, "rps", 0.95, issue=False),
+)  # fmt: skip
+# The scenarios the issue's targets compare (measured again in paired rounds and --rounds).
+COMPARED = frozenset(name for t in TARGETS if t.issue for name in (t.product, t.floor))
+
 Results = dict[tuple[str, int], LoadResult]
-# The scenarios the targets compare: measured in every round when the run has several.
-COMPARED = frozenset(
-    {"envoy", "noop-authz", "noop-both", "standard", "fused", "fastapi-redis"}
-    | {"triton-direct", "gateway-embed"}
-)
-
-
-def _ratio(results: Results, a: str, b: str, c: int, metric: Callable[[LoadResult], float]) -> float | None:
-    if (a, c) not in results or (b, c) not in results:
-        return None
-    bottom = metric(results[(b, c)])
-    return metric(results[(a, c)]) / bottom if bottom else None
-
-
-def _difference(
-    results: Results, a: str, b: str, c: int, metric: Callable[[LoadResult], float]
-) -> float | None:
-    if (a, c) not in results or (b, c) not in results:
-        return None
-    return metric(results[(a, c)]) - metric(results[(b, c)])
 
 
 def evaluate(results: Results) -> list[Verdict]:
-    def rps(r: LoadResult) -> float:
-        return r.rps
+    verdicts = []
+    for t in TARGETS:
+        product, floor = results.get((t.product, t.concurrency)), results.get((t.floor, t.concurrency))
+        verdicts.append(t.verdict(t.figure(product, floor) if product and floor else None))
+    return verdicts
 
-    return [
-        Verdict(
-            "standard vs do-nothing floor",
-            "gateway rps >= 0.9x the two do-nothing sidecars' at c=16",
-            _ratio(results, "standard", "noop-both", 16, rps), 0.9, True, "x",
-        ),
-        Verdict(
-            "fused vs one do-nothing sidecar",
-            "fused-mode gateway rps >= 0.9x one do-nothing sidecar's (ext_authz alone) at c=16",
-            _ratio(results, "fused", "noop-authz", 16, rps), 0.9, True, "x",
-        ),
-        Verdict(
-            "vs FastAPI+Redis",
-            "gateway rps >= 4x the seed-style FastAPI+Redis gateway's at c=16",
-            _ratio(results, "standard", "fastapi-redis", 16, rps), 4.0, True, "x",
-        ),
-        Verdict(
-            "added p50 at c=1",
-            "gateway p50 - Envoy alone p50 <= 1.3 ms at c=1",
-            _difference(results, "standard", "envoy", 1, lambda r: r.p50_ms), 1.3, False, " ms",
-        ),
-        Verdict(
-            "p99 at c=64",
-            "gateway p99 <= 10x Envoy alone's at c=64",
-            _ratio(results, "standard", "envoy", 64, lambda r: r.p99_ms), 10.0, False, "x",
-        ),
-        Verdict(
-            "embeddings via gateway",
-            "texts/s through the gateway >= 0.95x Triton direct at c=32",
-            _ratio(results, "gateway-embed", "triton-direct", 32, rps), 0.95, True, "x",
-        ),
-        Verdict(
-            "embeddings, 16 texts/request",
-            "(extra, not an issue target) texts/s through the gateway vs Triton direct, 16 texts each, c=8",
-            _ratio(results, "gateway-embed-16", "triton-direct-16", 8, rps), 0.95, True, "x",
-        ),
-    ]  # fmt: skip
+
+def from_rounds(target: Target, rounds: list[tuple[LoadResult | None, LoadResult | None]]) -> Verdict:
+    """A target over paired rounds (product, floor measured back to back): the median figure."""
+    figures = [t for p, f in rounds if p and f and (t := target.figure(p, f)) is not None]
+    return target.verdict(statistics.median(figures) if figures else None, tuple(figures))
 
 
 def results_of(cells: Iterable) -> Results:

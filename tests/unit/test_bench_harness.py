@@ -213,3 +213,17 @@ def test_repeated_cells_report_the_median_round_and_every_rounds_rps() -> None:
     assert merged[0].round_rps == [900, 1500, 1200]
     assert merged[0].warnings == ["1 of 4 rounds failed"]
     assert merged[1].round_rps == []  # measured once: nothing to report
+
+
+def test_a_paired_target_is_the_median_of_its_rounds_and_skips_failed_ones() -> None:
+    floor_target = next(t for t in targets.TARGETS if t.name == "standard vs do-nothing floor")
+    floor = result(1000)
+    rounds = [(result(880), floor), (None, floor), (result(950), floor), (result(700), floor)]
+    verdict = targets.from_rounds(floor_target, rounds)
+    assert verdict.rounds == pytest.approx((0.88, 0.95, 0.70)) and verdict.measured == pytest.approx(0.88)
+    assert verdict.status == "MISS"
+    p50 = next(t for t in targets.TARGETS if t.metric == "p50")
+    added = targets.from_rounds(p50, [(result(1, p50_ms=2.0), result(1, p50_ms=0.8))])
+    assert added.measured == pytest.approx(1.2) and added.status == "PASS"
+    assert "| each round |" in report.targets_table([verdict, added])
+    assert targets.from_rounds(floor_target, [(None, None)]).status == "n/a"
