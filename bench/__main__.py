@@ -20,7 +20,7 @@ from bench import scenarios as sc
 from bench.load import wrk
 from bench.paired import run as paired_run
 from bench.services import fresh_run_dir
-from common.settings import add_option
+from common.settings import add_option, non_negative_int, positive_int
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,20 +46,6 @@ def _seconds(raw: str) -> float:
     return value
 
 
-def _positive(raw: str) -> int:
-    value = int(raw)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {raw}")
-    return value
-
-
-def _non_negative(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {raw}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__.splitlines()[0],
@@ -72,12 +58,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add_option(
         parser, "--rounds", "BENCH_ROUNDS", 1,
         "measure the scenarios the targets compare this many times, interleaved with the others, "
-        "and report each cell's median-rps round (1: everything once)", _positive,
+        "and report each cell's median-rps round (1: everything once)", positive_int,
     )  # fmt: skip
     add_option(
         parser, "--paired-rounds", "BENCH_PAIRED_ROUNDS", 4,
         "then measure each target's two sides back to back this many times and judge the target "
-        "on the median (0: judge on the cells above)", _non_negative,
+        "on the median (0: judge on the cells above)", non_negative_int,
     )  # fmt: skip
     add_option(parser, "--paired-seconds", "BENCH_PAIRED_SECONDS", 4.0, "load time per paired cell", _seconds)
     add_option(parser, "--scenarios", "BENCH_SCENARIOS", "all", "comma-separated scenarios to run, or 'all'")

@@ -47,6 +47,14 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def non_negative_int(raw: str) -> int:
+    """argparse type for ports and sizes where 0 means none/off: an integer >= 0."""
+    value = int(raw)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {raw}")
+    return value
+
+
 def truthy(raw: str) -> bool:
     """An on/off environment value: 1, true, yes or on (any case) is on."""
     return raw.strip().lower() in ("1", "true", "yes", "on")

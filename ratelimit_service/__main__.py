@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from common import event_loop
 from common.grpc_serving import GrpcApp
-from common.settings import add_option, env_default, positive_int
+from common.settings import add_option, env_default, non_negative_int, positive_int
 from ratelimit_service.config import DEFAULT_CONFIG, ConfigError, RateLimitConfig, load_config
 from ratelimit_service.config.model import with_unit_limits
 from ratelimit_service.limiter import Limiter
@@ -29,13 +29,6 @@ def positive_float(raw: str) -> float:
     value = float(raw)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive number, got {raw}")
-    return value
-
-
-def non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {raw}")
     return value
 
 
