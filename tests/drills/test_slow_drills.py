@@ -305,7 +305,7 @@ async def hanging_wave(url: str, key: str) -> list[tuple[int, float, str]]:
             )
             shape_ok = is_error_shape(response.status_code, response.content)
             elapsed = time.monotonic() - started
-            return (response.status_code if shape_ok else -1), elapsed, response.text[:120]
+            return (response.status_code if shape_ok else -1), elapsed, response.text[:300]
 
         return await asyncio.gather(*(one() for _ in range(HANGING)))
 
@@ -335,12 +335,20 @@ def test_hanging_upstream_gets_504_no_retry_fast_503_overflow_then_recovers(
     statuses = Counter(status for status, _, _ in results)
     timed_out = [s for status, s, _ in results if status == 504]
     shed = [s for status, s, _ in results if status == 503]
-    bodies = Counter(body for status, _, body in results if status == 503)  # for the messages below
+    bodies = Counter(body for status, _, body in results if status == 503)
+    # Every shed request was refused by the circuit breaker (Envoy's detail says so per response).
+    # Not `upstream_rq_pending_overflow == len(shed)`: in two full CI runs only 11 of 39 (and 12 of
+    # 30) such responses were counted there, though all of them carry the {overflow} detail.
+    overflowed = [body for status, _, body in results if status == 503 and "{overflow}" in body]
     admitted = MAX_REQUESTS + MAX_PENDING
     assert set(statuses) <= {503, 504}, statuses  # -1: an error without the JSON body
     assert 0 < len(timed_out) <= admitted and len(shed) >= HANGING - admitted, statuses
     assert all(UPSTREAM_TIMEOUT_S * 0.9 <= s <= UPSTREAM_TIMEOUT_S + SLACK_S for s in timed_out), timed_out
-    assert statistics.median(shed) < 1.0 and overflow == len(shed), (shed, overflow, bodies)
+    assert statistics.median(shed) < 1.0 and len(overflowed) == len(shed) and overflow > 0, (
+        shed,
+        overflow,
+        bodies,
+    )
     # No retry storm: each admitted request reached the hanging upstream at most once.
     assert retries == 0 and reached <= len(timed_out), (retries, reached)
     # Two timeouts in a row eject the only host (outlier detection, local-origin failures) until
