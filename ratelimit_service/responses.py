@@ -53,13 +53,11 @@ def limit_header_values(decision: Decision) -> list[tuple[str, str]]:
     """X-RateLimit-* names and values. On a denial the summary headers describe the denying
     window (remaining 0, its reset); otherwise the window with the fewest requests left."""
     blocking = decision.blocking()
-    # remaining() once per window: this runs on every request.
-    remaining = [(state.remaining(), state.window.seconds, state) for state in decision.states]
     if blocking is not None:
         summary, summary_remaining, reset = blocking, 0, decision.retry_after()
     else:
-        summary_remaining, _, summary = min(remaining, key=_fewest_left)
-        reset = summary.reset_seconds()
+        summary = decision.tightest()
+        summary_remaining, reset = summary.remaining(), summary.reset_seconds()
     values = [
         ("x-ratelimit-limit", str(summary.window.limit)),
         ("x-ratelimit-remaining", str(summary_remaining)),
@@ -67,7 +65,8 @@ def limit_header_values(decision: Decision) -> list[tuple[str, str]]:
     ]
     # Per unit (X-RateLimit-Limit-Minute, …): the tightest window of that unit.
     per_unit: dict[str, tuple[int, WindowOutcome]] = {}
-    for left, _, state in remaining:
+    for state in decision.states:
+        left = state.remaining()
         seen = per_unit.get(state.window.unit)
         if seen is None or left < seen[0]:
             per_unit[state.window.unit] = (left, state)
@@ -76,10 +75,6 @@ def limit_header_values(decision: Decision) -> list[tuple[str, str]]:
         values.append((limit_name, str(state.window.limit)))
         values.append((remaining_name, str(left)))
     return values
-
-
-def _fewest_left(entry: tuple[int, int, WindowOutcome]) -> tuple[int, int]:
-    return entry[0], entry[1]  # ties: the shorter window
 
 
 def rate_limit_headers(decision: Decision) -> list[HeaderValue]:
