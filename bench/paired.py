@@ -26,29 +26,22 @@ class Phase:
     def __init__(self, settings: runner.Settings, run_dir: Path, shared: sc.Shared) -> None:
         self.settings, self.run_dir, self.shared = settings, run_dir, shared
         self.launchers: dict[str, Launcher] = {}
-        self.setups: dict[str, sc.Target] = {}
-        self.keys: list[str] = []
+        self.setups: dict[str, tuple[sc.Target, list[str]]] = {}  # setup → (target, keys)
 
     def start(self, names: set[str], log: Callable[[str], None]) -> None:
-        if any(sc.BY_NAME[n].keys for n in names):
-            self.keys = self.shared.keys
         for setup in sorted({sc.BY_NAME[n].setup for n in names}):
             log(f"-- paired: starting {setup}")
-            self.launchers[setup] = Launcher(self.run_dir / f"paired-{setup}")
-            self.setups[setup] = sc.SETUPS[setup](self.shared, self.launchers[setup])
-            first = next(sc.BY_NAME[n] for n in sorted(names) if sc.BY_NAME[n].setup == setup)
-            if self.settings.warmup_seconds > 0:
-                load = runner.TOOLS[self.settings.tool]
-                load(self.setups[setup].url, first.spec(self.keys), 16, self.settings.warmup_seconds)
+            scenarios = [sc.BY_NAME[n] for n in sorted(names) if sc.BY_NAME[n].setup == setup]
+            self.launchers[setup] = own = Launcher(self.run_dir / f"paired-{setup}")
+            self.setups[setup] = runner.start_setup(setup, scenarios, self.shared, own, self.settings)
 
     def measure(self, name: str, concurrency: int) -> LoadResult | None:
         scenario = sc.BY_NAME[name]
         procs = dict(self.shared.launcher.procs)
         for launcher in self.launchers.values():
             procs.update(launcher.procs)
-        target = self.setups[scenario.setup]
-        spec = scenario.spec(self.keys)
-        return runner.measure(target, scenario, spec, concurrency, self.settings, procs).result
+        target, keys = self.setups[scenario.setup]
+        return runner.measure(target, scenario, scenario.spec(keys), concurrency, self.settings, procs).result
 
     def round(self, target: targets.Target, product_first: bool) -> Sides:
         order = [target.product, target.floor] if product_first else [target.floor, target.product]

@@ -136,6 +136,17 @@ def _grouped(chosen: Iterable[sc.Scenario]) -> dict[str, list[sc.Scenario]]:
     return setups
 
 
+def start_setup(
+    name: str, scenarios: list[sc.Scenario], shared: sc.Shared, own: Launcher, settings: Settings
+) -> tuple[sc.Target, list[str]]:
+    """Start a setup and warm it up with its first scenario's requests: (target, keys to send)."""
+    target = sc.SETUPS[name](shared, own)
+    keys = shared.keys if any(s.keys for s in scenarios) else []
+    if settings.warmup_seconds > 0:
+        TOOLS[settings.tool](target.url, scenarios[0].spec(keys), 16, settings.warmup_seconds)
+    return target, keys
+
+
 def _rps(cell: Cell) -> float:
     return cell.result.rps if cell.result is not None else 0.0
 
@@ -202,10 +213,7 @@ def _round(
         pending = [(s, c) for s in group for c in (settings.concurrency_override or s.concurrencies)]
         try:
             log(f"-- starting {setup_name}")
-            target = sc.SETUPS[setup_name](shared, own)
-            keys = shared.keys if any(s.keys for s in group) else []
-            if settings.warmup_seconds > 0:
-                TOOLS[settings.tool](target.url, group[0].spec(keys), 16, settings.warmup_seconds)
+            target, keys = start_setup(setup_name, group, shared, own, settings)
             while pending:
                 scenario, concurrency = pending.pop(0)
                 procs = {**shared_launcher.procs, **own.procs}
