@@ -35,7 +35,7 @@ COPY envoy/ envoy/
 USER 10001
 EXPOSE 8000
 # Admin (/ready, /stats) stays on the compose network: compose.yaml does not publish it.
-HEALTHCHECK --interval=3s --timeout=2s --start-period=10s --retries=20 \
+HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=12 \
   CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:9901/ready', timeout=1).status != 200)"
 CMD ["python", "-m", "stack.envoy", "--config-out", "/tmp/envoy.yaml"]
 

@@ -11,9 +11,6 @@ import socket
 import sys
 import urllib.request
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 
 def tcp_open(host: str, port: int, timeout: float = 0.3) -> bool:
     try:
@@ -33,6 +30,11 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
 
 def grpc_serving(target: str, timeout: float = 1.0) -> bool:
     """grpc.health.v1 Check on `target` (host:port) says SERVING."""
+    # Imported here: container health checks run this module every few seconds, and the
+    # http/tcp probes should not pay grpc's import time.
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
     try:
         with grpc.insecure_channel(target) as channel:
             reply = health_pb2_grpc.HealthStub(channel).Check(

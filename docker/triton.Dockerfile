@@ -23,7 +23,7 @@ COPY common/ common/
 COPY inference/ inference/
 USER 10001
 EXPOSE 8000 8001 8002
-HEALTHCHECK --interval=3s --timeout=2s --start-period=20s --retries=60 \
+HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=36 \
   CMD ["python", "-m", "common.probes", "http", "http://127.0.0.1:8000/v2/health/ready"]
 # Ports as in the NGC image: HTTP 8000, gRPC 8001, metrics 8002. Scratch files under /tmp.
 CMD ["python", "-m", "inference.triton", "--host", "0.0.0.0", "--http-port", "8000", \
