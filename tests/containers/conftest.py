@@ -61,7 +61,9 @@ def docker_engine() -> None:
             "one (Debian/Ubuntu, root); with CI=true these tests install it themselves and must run"
         )
     result = subprocess.run(["bash", str(ROOT / "docker" / "engine.sh")], timeout=600)
-    assert result.returncode == 0 and engine_reachable(), "CI: docker/engine.sh could not start a Docker Engine"
+    assert result.returncode == 0 and engine_reachable(), (
+        "CI: docker/engine.sh could not start a Docker Engine"
+    )
 
 
 @dataclass
@@ -102,8 +104,8 @@ class Stack:
     def envoy_admin(self, path: str) -> str:
         """GET on Envoy's admin port from inside its container (the port is not published)."""
         envoy = self.containers("envoy")[0]
-        code = f"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:9901{path}').read().decode())"
-        return self.docker("exec", envoy, "python", "-c", code)
+        code = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1]).read().decode())"
+        return self.docker("exec", envoy, "python", "-c", code, f"http://127.0.0.1:9901{path}")
 
     def wait_healthy(self, service: str, count: int, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
@@ -113,7 +115,9 @@ class Stack:
             if len(healthy) >= count:
                 return
             time.sleep(1)
-        raise AssertionError(f"{service}: fewer than {count} healthy after {timeout}s: {self.compose.health()}")
+        raise AssertionError(
+            f"{service}: fewer than {count} healthy after {timeout}s: {self.compose.health()}"
+        )
 
     def record(self, drill: str, expected: str, observed: str, **numbers: object) -> None:
         """One row of the container drills' results (printed at the end of the run, saved as JSON)."""

@@ -21,7 +21,9 @@ def test_no_key_is_401_json(stack: Stack) -> None:
 
 def test_dev_key_from_the_env_file_embeds_a_unit_vector(stack: Stack) -> None:
     with stack.client() as http:
-        response = http.post(EMBED, json={"input_text": "Hello, world!"}, headers=bearer(stack.settings["TEST_API_KEY"]))
+        response = http.post(
+            EMBED, json={"input_text": "Hello, world!"}, headers=bearer(stack.settings["TEST_API_KEY"])
+        )
     assert response.status_code == 200, response.text
     vector = response.json()["embedding"]
     assert len(vector) == 384 and all(isinstance(x, float) for x in vector)
