@@ -128,7 +128,8 @@ class Compose:
         """Build the project's images (cached layers make an unchanged build a few seconds)."""
         for service, tag in OWN_IMAGES.items():
             say(f"building {tag} (compose service {service})")
-            self.run("build", service)
+            # Compose 1.29 drives the classic builder, which keeps a failed step's container.
+            self.run("build", *(["--force-rm"] if self.program == ["docker-compose"] else []), service)
 
     def up(self, scale: dict[str, int] | None = None, profiles: list[str] | None = None) -> None:
         args = [arg for p in profiles or [] for arg in ("--profile", p)] + ["up", "-d", "--no-build"]
@@ -195,11 +196,21 @@ def banner(url: str, settings: dict[str, str], took: float) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m stack.compose", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m stack.compose",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Compose reads GATEWAY_PUBLISH (default 8000: where Envoy's port is published), "
+        "RATE_LIMIT_MINUTE/HOUR, CORS_ORIGINS and the *_IMAGE variables from the environment or env file.",
+    )
     parser.add_argument(
         "action", choices=["up", "down"], help="up: build, start, wait, print; down: remove all"
     )
-    parser.add_argument("--project", default=os.environ.get("COMPOSE_PROJECT_NAME", DEFAULT_PROJECT))
+    parser.add_argument(
+        "--project",
+        default=os.environ.get("COMPOSE_PROJECT_NAME", DEFAULT_PROJECT),
+        help=f"compose project name (env COMPOSE_PROJECT_NAME, default {DEFAULT_PROJECT})",
+    )
     parser.add_argument("--env-file", type=Path, default=ROOT / ".env", help="settings file (default .env)")
     parser.add_argument(
         "--images",

@@ -146,10 +146,12 @@ def wheelhouse(name: str) -> None:
 
 def build_local(image: LocalImage) -> None:
     """docker build one local stand-in (context: the repo; .dockerignore keeps it small)."""
-    command = [DOCKER, "build", "-f", f"docker/{image.dockerfile}", "-t", image.tag]
+    # --force-rm: the classic builder otherwise leaves a failed step's container behind.
+    command = [DOCKER, "build", "--force-rm", "-t", image.tag]
     command += ["--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "--build-arg", f"PYTHON_IMAGE={PYTHON.tag}"]
     if image is PYTHON:
-        # No context needed: send none (the wheelhouses would be most of it).
+        # No context needed: the Dockerfile comes on stdin and no files are sent (the
+        # wheelhouses would be most of the repo's context).
         command += ["-"]
         say(f"building {image.tag} (stands in for {image.official})")
         with open(ROOT / "docker" / image.dockerfile, "rb") as dockerfile:
@@ -158,7 +160,7 @@ def build_local(image: LocalImage) -> None:
             raise SystemExit(f"[images] failed to build {image.tag}")
         return
     say(f"building {image.tag} (stands in for {image.official})")
-    run([*command, "."])
+    run([*command, "-f", f"docker/{image.dockerfile}", "."])
 
 
 def prepare_local(with_prometheus: bool = False) -> None:
