@@ -18,6 +18,7 @@ from ratelimit_service.config.model import with_unit_limits
 from ratelimit_service.limiter import Limiter
 from ratelimit_service.local_cache import OverLimitCache
 from ratelimit_service.reload import ConfigWatcher
+from ratelimit_service.runtime import merge_domains, near_limit_ratio, runtime_config_dir
 from ratelimit_service.service import RateLimitService, add_to_server
 from ratelimit_service.store import store_from_url
 
@@ -83,6 +84,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_option(parser, "--log-level", "LOG_LEVEL", "INFO", "logging level")
     args = parser.parse_args(argv)
     args.builtin_config = str(args.config).startswith("built-in ")
+    args.merge_domains = merge_domains()
+    try:
+        args.near_limit_ratio = near_limit_ratio()
+    except ValueError as exc:
+        parser.error(str(exc))
+    runtime_dir = runtime_config_dir() if args.builtin_config else None
+    if runtime_dir is not None:  # envoyproxy/ratelimit's RUNTIME_ROOT/RUNTIME_SUBDIRECTORY layout
+        args.builtin_config, args.config = False, runtime_dir
     if args.builtin_config:
         args.config = DEFAULT_CONFIG
         return args
@@ -126,14 +135,19 @@ async def serve(args: argparse.Namespace, config: RateLimitConfig) -> None:
     from ratelimit_service.http_server import HttpServer  # FastAPI/uvicorn: only with an HTTP port
 
     store = store_from_url(args.redis_url, args.store_timeout)
-    limiter = Limiter(config, store, OverLimitCache(max_entries=args.local_cache_size))
+    limiter = Limiter(
+        config,
+        store,
+        OverLimitCache(max_entries=args.local_cache_size),
+        near_limit_ratio=args.near_limit_ratio,
+    )
     http_sock = bind_http(args.host, args.http_port) if args.http_port else None
     try:
         app = GrpcApp(args.grpc_port, args.host, ["envoy.service.ratelimit.v3.RateLimitService"])
     except RuntimeError as exc:  # grpc reports a busy port this way
         raise OSError(f"cannot listen on {args.host}:{args.grpc_port}: {exc}") from None
     add_to_server(RateLimitService(limiter), app.server)
-    watcher = ConfigWatcher(args.config, limiter.set_config, config_transform(args))
+    watcher = ConfigWatcher(args.config, limiter.set_config, config_transform(args), args.merge_domains)
     http = HttpServer(limiter, http_sock) if http_sock is not None else None
     tasks: list[asyncio.Task] = []
 
@@ -169,7 +183,7 @@ def main(argv: list[str] | None = None) -> None:
     if getattr(args, "ignored_limit_env", False):
         log.warning("RATE_LIMIT_MINUTE/RATE_LIMIT_HOUR ignored: the limits come from %s", args.config)
     try:
-        config = config_transform(args)(load_config(args.config))
+        config = config_transform(args)(load_config(args.config, args.merge_domains))
     except ConfigError as exc:
         print(f"ratelimit_service: error: bad config: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

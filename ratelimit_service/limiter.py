@@ -28,7 +28,12 @@ OVERRIDE_KEYS = {f"{OVERRIDE_PREFIX}{unit}": unit for unit in UNIT_SECONDS}
 @dataclass(frozen=True, slots=True)
 class RequestDescriptor:
     entries: tuple[tuple[str, str], ...]
-    overrides: Mapping[str, int] = field(default_factory=dict)  # unit → limit (Envoy's limit override)
+    # Per-key limits (authz metadata, fused mode, usage): unit → limit, each replacing the
+    # configured window of its unit (or adding one).
+    overrides: Mapping[str, int] = field(default_factory=dict)
+    # Envoy's `limit` field: replaces the descriptor's whole limit, matched or not, as in
+    # envoyproxy/ratelimit (no shadow mode, no name, counted under the descriptor's own key).
+    limit: Window | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +41,9 @@ class Planned:
     """A request descriptor with the windows that apply to it."""
 
     descriptor: int  # index in the request
-    rule: Rule | None  # None: only per-key overrides apply
+    rule: Rule | None  # None: only per-key overrides or Envoy's limit apply
     windows: tuple[StoreWindow, ...]
-    label: str  # metrics label
+    label: str  # metrics label: envoyproxy/ratelimit's stats key without the domain
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +117,11 @@ def counter_base(domain: str, entries: Sequence[tuple[str, str]]) -> str:
     return "rl:{" + "|".join([_escape(domain), *(f"{_escape(k)}={_escape(v)}" for k, v in entries)]) + "}"
 
 
-def store_windows(base: str, windows: tuple[Window, ...], enforced: bool) -> tuple[StoreWindow, ...]:
+def store_windows(
+    base: str, windows: tuple[Window, ...], enforced: bool, quota: int = 0
+) -> tuple[StoreWindow, ...]:
     return tuple(
-        StoreWindow(f"{base}:{w.seconds}{ALGORITHM_CODES[w.algorithm]}", w, enforced) for w in windows
+        StoreWindow(f"{base}:{w.seconds}{ALGORITHM_CODES[w.algorithm]}", w, enforced, quota) for w in windows
     )
 
 
@@ -125,7 +132,9 @@ class Limiter:
         store: WindowStore,
         cache: OverLimitCache | None = None,
         rng: random.Random | None = None,
+        near_limit_ratio: float = 0.8,
     ) -> None:
+        self.near_limit_ratio = near_limit_ratio  # envoyproxy/ratelimit's NEAR_LIMIT_RATIO
         self.config = config
         self.store = store
         self.cache = cache if cache is not None else OverLimitCache()
@@ -154,29 +163,37 @@ class Limiter:
         return plan
 
     def _plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
-        matched: list[tuple[int, Rule | None, tuple[tuple[str, str], ...], dict[str, int]]] = []
+        matched: list[tuple[int, Rule | None, tuple[tuple[str, str], ...], tuple[Window, ...], str]] = []
         replaced: set[str] = set()
         for i, descriptor in enumerate(descriptors):
             entries, overrides = split_overrides(descriptor.entries)
-            overrides = {**overrides, **descriptor.overrides} if descriptor.overrides else overrides
-            rule = domain.rule_for(entries) if entries else None
-            if rule is None and not overrides:
+            if descriptor.limit is not None:
+                matched.append((i, None, entries, (descriptor.limit,), stat_key(domain.domain, entries)))
                 continue
+            overrides = {**overrides, **descriptor.overrides} if descriptor.overrides else overrides
+            found = domain.match(entries) if entries else None
+            if found is None and not overrides:
+                continue
+            rule = found.rule if found is not None else None
             if rule is not None and rule.replaces:
                 replaced.update(rule.replaces)
-            matched.append((i, rule, entries, overrides))
-        planned = []
-        for i, rule, entries, overrides in matched:
-            if rule is not None and rule.name is not None and rule.name in replaced:
-                continue
             windows = rule.windows if rule is not None else ()
             if overrides:
                 windows = apply_overrides(windows, overrides)
+            counted = found.counter_entries if found is not None else entries
+            key = found.stat_key if found is not None else f"{domain.domain}.per_key_override"
+            matched.append((i, rule, counted, windows, key))
+        planned = []
+        for i, rule, counted, windows, key in matched:
+            if rule is not None and rule.name is not None and rule.name in replaced:
+                continue
             if not windows:
                 continue  # unlimited
             enforced = rule is None or not rule.shadow_mode
-            base = counter_base(domain.domain, entries)
-            planned.append(Planned(i, rule, store_windows(base, windows, enforced), _label(rule, entries)))
+            quota = i + 1 if rule is not None and rule.quota_mode and enforced else 0
+            base = counter_base(domain.domain, counted)
+            label = key.removeprefix(f"{domain.domain}.")
+            planned.append(Planned(i, rule, store_windows(base, windows, enforced, quota), label))
         return planned
 
     async def decide(
@@ -204,7 +221,8 @@ class Limiter:
             decision = Decision(result.allowed, result.states, hits)
             if result.allowed:
                 for counter in plan.within_limit:
-                    counter.inc()
+                    counter.inc(hits)
+                self._near_limit(domain, planned, decision, plan.owners)
                 return Verdict(OK, decision, plan.owners)
             return self._denied(domain, planned, decision, plan.owners, plan.windows)
         states: list[WindowOutcome] = []
@@ -222,15 +240,16 @@ class Limiter:
                     shadow_over = True
                 i += 1
             if shadow_over:
-                metrics.count_decision(domain.domain, p.label, metrics.SHADOW_OVER_LIMIT)
+                metrics.count_decision(domain.domain, p.label, metrics.SHADOW_OVER_LIMIT, hits)
         if not states:  # only shadow windows: nothing to enforce or to report
             for p in planned:
-                metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT)
+                metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT, hits)
             return NO_LIMITS
         decision = Decision(result.allowed, tuple(states), hits)
         if result.allowed:
             for p in planned:
-                metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT)
+                metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT, hits)
+            self._near_limit(domain, planned, decision, tuple(owners))
             return Verdict(OK, decision, tuple(owners))
         return self._denied(domain, planned, decision, tuple(owners), tuple(specs))
 
@@ -246,7 +265,8 @@ class Limiter:
         for state, spec in zip(decision.states, specs, strict=True):
             # Cache only a window that is full for any request (not one too big for what is left):
             # the cache answers every request for that key as over the limit.
-            if not state.admits(1):
+            # Not a quota window: another quota group may still let the next request through.
+            if not state.admits(1) and not spec.quota:
                 entry = self.cache.deny_until(spec.key, spec.window, safe_retry_after_ms(state, 1))
                 overage = max(overage, entry.denials)
         self._count(domain, planned, decision, owners)
@@ -258,7 +278,9 @@ class Limiter:
         states, owners = [], []
         for p in planned:
             for spec in p.windows:
-                entry = self.cache.get(spec.key, spec.window.limit) if spec.enforced else None
+                entry = (
+                    self.cache.get(spec.key, spec.window.limit) if spec.enforced and not spec.quota else None
+                )
                 if entry is not None:
                     entry.denials += 1
                     states.append(entry)
@@ -278,7 +300,18 @@ class Limiter:
         denying = {o for s, o in zip(decision.states, owners, strict=True) if not s.admits(decision.hits)}
         for p in planned:
             result = metrics.OVER_LIMIT if p.descriptor in denying else metrics.WITHIN_LIMIT
-            metrics.count_decision(domain.domain, p.label, result)
+            metrics.count_decision(domain.domain, p.label, result, decision.hits)
+
+    def _near_limit(
+        self, domain: DomainConfig, planned: Sequence[Planned], decision: Decision, owners: tuple
+    ) -> None:
+        """envoyproxy/ratelimit's near_limit: admitted hits above NEAR_LIMIT_RATIO of a window."""
+        for state, owner in zip(decision.states, owners, strict=True):
+            threshold = int(state.window.limit * self.near_limit_ratio)
+            near = min(decision.hits, state.used() - threshold)
+            if near > 0:
+                label = next(p.label for p in planned if p.descriptor == owner)
+                metrics.count_near_limit(domain.domain, label, near)
 
     def _retry_after(
         self,
@@ -317,9 +350,6 @@ class Limiter:
         return (await self.store.apply(plan.windows, 0, peek=True)).states
 
 
-def _label(rule: Rule | None, entries: Sequence[tuple[str, str]]) -> str:
-    if rule is None:
-        return "per_key_override"
-    if rule.detailed_metric:
-        return ".".join(f"{k}_{v}" for k, v in entries)
-    return rule.metric_key
+def stat_key(domain: str, entries: Sequence[tuple[str, str]]) -> str:
+    """envoyproxy/ratelimit's stats key for a descriptor limited by Envoy's `limit` field."""
+    return ".".join([domain, *(f"{k}_{v}" if v else k for k, v in entries)])

@@ -29,17 +29,55 @@ SHADOW_OVER_LIMIT = "shadow_over_limit"
 FAILURE_MODE_ALLOWED = "failure_mode_allowed"
 FAILURE_MODE_DENIED = "failure_mode_denied"
 
-_children: dict[tuple[str, str, str], Counter] = {}
+# envoyproxy/ratelimit's per-rule stats (ratelimit.service.rate_limit.DOMAIN.KEY.STAT), named
+# as its Prometheus mapping names them; `key` is its stats key without the domain (value_to_metric,
+# detailed_metric and share_threshold shape it as there). They count hits (hits_addend), the
+# decisions counter above counts requests.
+LYFT_STATS = ("total_hits", "within_limit", "over_limit", "near_limit", "shadow_mode")
+RULE_STATS = {
+    stat: Counter(
+        f"ratelimit_service_rate_limit_{stat}", f"envoyproxy/ratelimit's {stat} per rule", ["domain", "key"]
+    )
+    for stat in LYFT_STATS
+}
+# Which of them each decision result adds to.
+RESULT_STATS = {
+    WITHIN_LIMIT: ("total_hits", "within_limit"),
+    OVER_LIMIT: ("total_hits", "over_limit"),
+    SHADOW_OVER_LIMIT: ("shadow_mode",),
+}
 
 
-def decision_counter(domain: str, descriptor: str, result: str) -> Counter:
-    """DECISIONS.labels(...), looked up once per label set (labels() takes a lock)."""
+class Tally:
+    """One (domain, descriptor, result): the decisions counter and the Lyft stats it feeds."""
+
+    __slots__ = ("decisions", "stats")
+
+    def __init__(self, domain: str, descriptor: str, result: str) -> None:
+        self.decisions = DECISIONS.labels(domain, descriptor, result)
+        self.stats = tuple(RULE_STATS[s].labels(domain, descriptor) for s in RESULT_STATS.get(result, ()))
+
+    def inc(self, hits: int = 1) -> None:
+        self.decisions.inc()
+        for stat in self.stats:
+            stat.inc(hits)
+
+
+_children: dict[tuple[str, str, str], Tally] = {}
+
+
+def decision_counter(domain: str, descriptor: str, result: str) -> Tally:
+    """The Tally of one label set, looked up once (labels() takes a lock)."""
     key = (domain, descriptor, result)
     child = _children.get(key)
     if child is None:
-        child = _children[key] = DECISIONS.labels(domain, descriptor, result)
+        child = _children[key] = Tally(domain, descriptor, result)
     return child
 
 
-def count_decision(domain: str, descriptor: str, result: str) -> None:
-    decision_counter(domain, descriptor, result).inc()
+def count_decision(domain: str, descriptor: str, result: str, hits: int = 1) -> None:
+    decision_counter(domain, descriptor, result).inc(hits)
+
+
+def count_near_limit(domain: str, descriptor: str, hits: int) -> None:
+    RULE_STATS["near_limit"].labels(domain, descriptor).inc(hits)

@@ -36,8 +36,10 @@ class ConfigWatcher:
         path: Path,
         on_change: Callable[[RateLimitConfig], None],
         transform: Callable[[RateLimitConfig], RateLimitConfig] = lambda c: c,
+        merge_domains: bool = False,
     ) -> None:
         self.path = path
+        self.merge_domains = merge_domains
         self.on_change = on_change
         self.transform = transform
         self.seen = fingerprint(path)
@@ -49,7 +51,7 @@ class ConfigWatcher:
             return None
         self.seen = now
         try:
-            config = self.transform(load_config(self.path))
+            config = self.transform(load_config(self.path, self.merge_domains))
         except ConfigError as exc:
             metrics.CONFIG_RELOADS.labels("rejected").inc()
             log.error("config reload rejected, keeping the previous config: %s", exc)

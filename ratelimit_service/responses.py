@@ -17,6 +17,9 @@ UNIT_PROTO = {
     "minute": RateLimitResponse.RateLimit.MINUTE,
     "hour": RateLimitResponse.RateLimit.HOUR,
     "day": RateLimitResponse.RateLimit.DAY,
+    "week": RateLimitResponse.RateLimit.WEEK,
+    "month": RateLimitResponse.RateLimit.MONTH,
+    "year": RateLimitResponse.RateLimit.YEAR,
 }
 PROTO_UNIT = {v: k for k, v in UNIT_PROTO.items()}
 JSON_HEADER = HeaderValue(key="content-type", value=errors.JSON_CONTENT_TYPE)

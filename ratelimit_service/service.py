@@ -16,6 +16,7 @@ from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitRespon
 
 from ratelimit_service import responses
 from ratelimit_service.limiter import Limiter, RequestDescriptor
+from ratelimit_service.windows import Window
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"
 MAX_REMEMBERED_REQUESTS = 10_000  # a few hundred bytes each; all forgotten at once when full
@@ -26,13 +27,14 @@ def request_descriptors(request: RateLimitRequest) -> list[RequestDescriptor]:
     found = []
     for descriptor in request.descriptors:
         entries = tuple((entry.key, entry.value) for entry in descriptor.entries)
-        overrides: dict[str, int] = {}
-        # Envoy's `limit: {dynamic_metadata: …}` override: beats the config for its unit.
-        if descriptor.HasField("limit") and descriptor.limit.requests_per_unit > 0:
+        limit = None
+        # Envoy's `limit: {dynamic_metadata: …}` override replaces the descriptor's whole limit,
+        # as in envoyproxy/ratelimit (which also ignores it when its unit is UNKNOWN).
+        if descriptor.HasField("limit"):
             unit = responses.PROTO_UNIT.get(descriptor.limit.unit)
             if unit is not None:
-                overrides[unit] = descriptor.limit.requests_per_unit
-        found.append(RequestDescriptor(entries, overrides))
+                limit = Window(unit, descriptor.limit.requests_per_unit)
+        found.append(RequestDescriptor(entries, limit=limit))
     return found
 
 

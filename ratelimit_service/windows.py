@@ -17,7 +17,11 @@ import math
 from dataclasses import dataclass
 from typing import Protocol
 
-UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# envoyproxy/ratelimit's units and lengths (a month is 30 days, a year 365).
+UNIT_SECONDS = {
+    "second": 1, "minute": 60, "hour": 3600, "day": 86400,
+    "week": 7 * 86400, "month": 30 * 86400, "year": 365 * 86400,
+}  # fmt: skip
 ALGORITHMS = ("sliding_window", "sliding_log", "fixed_window")
 
 

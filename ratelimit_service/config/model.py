@@ -1,9 +1,12 @@
 """The validated, immutable rate-limit configuration and its descriptor lookup (pure).
 
-Lookup follows envoyproxy/ratelimit: walk the request descriptor's entries down the tree,
-at each level preferring an exact `key=value` node, then a wildcard value (`foo*`), then a
-key-only node (any value). A limit applies only when the last entry lands on a node that
-has one; there is no backtracking.
+Lookup follows envoyproxy/ratelimit exactly: each config node is known by its composite key
+(`key_value`, or `key` when it has no value); the request's entries are walked down the tree,
+at each level trying the exact `key_value` node, then the wildcard nodes in config order (`*`
+anywhere in the value, each matching any run of characters), then the key-only node. A limit
+applies only when the last entry lands on a node that has one; there is no backtracking.
+A match also says which counter the request is charged to (share_threshold: every value
+matching the wildcard shares one) and the stats key envoyproxy/ratelimit would report it under.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 from ratelimit_service.windows import Window
 
@@ -32,7 +36,7 @@ class Rule:
     """The limits of one descriptor node."""
 
     path: str  # where it is in its file, e.g. descriptors[0].descriptors[1]
-    metric_key: str  # e.g. route_v1.plan.api_key (bounded label for metrics)
+    metric_key: str  # envoyproxy/ratelimit's stats key of the node, e.g. gateway.route_v1.plan.api_key
     windows: tuple[Window, ...] = ()
     unlimited: bool = False
     name: str | None = None
@@ -40,36 +44,89 @@ class Rule:
     replaces: tuple[str, ...] = ()
     detailed_metric: bool = False
     retry_after: RetryAfterPolicy | None = None
+    # Over the limit counts only when every quota-mode descriptor of the request is (Lyft's quota_mode).
+    quota_mode: bool = False
 
 
 def _empty() -> Mapping:
     return MappingProxyType({})
 
 
+def composite_key(key: str, value: str) -> str:
+    """envoyproxy/ratelimit's name for a node or a request entry: `key_value`, or `key`."""
+    return f"{key}_{value}" if value else key
+
+
+@dataclass(frozen=True, slots=True)
+class Wildcard:
+    """A node whose composite key holds `*`: each `*` matches any run of characters."""
+
+    composite: str
+    parts: tuple[str, ...]
+
+    @classmethod
+    def of(cls, composite: str) -> Wildcard:
+        return cls(composite, tuple(composite.split("*")))
+
+    def matches(self, text: str) -> bool:
+        parts = self.parts
+        first, last = parts[0], parts[-1]
+        if not text.startswith(first) or not text.endswith(last):
+            return False
+        if len(text) < sum(len(p) for p in parts):
+            return False
+        middle = text[len(first) : len(text) - len(last)]
+        for part in parts[1:-1]:
+            at = middle.find(part)
+            if at < 0:
+                return False
+            middle = middle[at + len(part) :]
+        return True
+
+
 @dataclass(frozen=True, slots=True)
 class Children:
-    exact: Mapping[tuple[str, str], Node] = field(default_factory=_empty)
-    wildcards: tuple[tuple[str, str, Node], ...] = ()  # (key, value prefix, node)
-    any_value: Mapping[str, Node] = field(default_factory=_empty)
+    nodes: Mapping[str, Node] = field(default_factory=_empty)  # by composite key
+    wildcards: tuple[Wildcard, ...] = ()  # in config order; each one's node is in `nodes`
 
-    def find(self, key: str, value: str) -> Node | None:
-        node = self.exact.get((key, value))
-        if node is None and self.wildcards:
-            for wild_key, prefix, wild_node in self.wildcards:
-                if wild_key == key and value.startswith(prefix):
-                    return wild_node
-        return node if node is not None else self.any_value.get(key)
+    def find(self, key: str, value: str) -> tuple[Node | None, str | None]:
+        """The node an entry lands on, and how: its wildcard's composite, "" for the exact
+        `key_value` node, None for the key-only node (or no node)."""
+        text = f"{key}_{value}"
+        node = self.nodes.get(text)
+        if node is not None:
+            return node, ""
+        for wildcard in self.wildcards:
+            if wildcard.matches(text):
+                return self.nodes[wildcard.composite], wildcard.composite
+        return self.nodes.get(key), None
 
     def __bool__(self) -> bool:
-        return bool(self.exact or self.wildcards or self.any_value)
+        return bool(self.nodes)
 
 
 @dataclass(frozen=True, slots=True)
 class Node:
     key: str
-    value: str | None
+    value: str  # "" = any value
     rule: Rule | None
     children: Children = field(default_factory=Children)
+    value_to_metric: bool = False
+    share_threshold: bool = False
+    metadata: Mapping[str, Any] | None = None
+
+    @property
+    def composite(self) -> str:
+        return composite_key(self.key, self.value)
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """What one request descriptor gets from the config."""
+
+    rule: Rule
+    counter_entries: tuple[tuple[str, str], ...]  # the entries its counters are keyed by
+    stat_key: str  # envoyproxy/ratelimit's stats key for this request
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,33 +142,70 @@ class DomainConfig:
         ("plan", "{plan}"),
         ("api_key", "{key_id}"),
     )
+    sources: tuple[str, ...] = ()  # every file merged into this domain (MERGE_DOMAIN_CONFIG)
 
     def rule_for(self, entries: Sequence[tuple[str, str]]) -> Rule | None:
+        found = self.match(entries)
+        return found.rule if found is not None else None
+
+    def match(self, entries: Sequence[tuple[str, str]]) -> Match | None:
         children = self.children
         last = len(entries) - 1
+        shared: dict[int, str] = {}  # entry index → wildcard value its counter uses instead
+        by_value: list[str] = []  # the value_to_metric stats key, level by level
+        rule: Rule | None = None
         for i, (key, value) in enumerate(entries):
-            node = children.find(key, value)
+            node, matched = children.find(key, value)
             if node is None:
-                return None
+                break
+            if matched and node.share_threshold:
+                shared[i] = matched.removeprefix(f"{key}_")
+            by_value.append(_metric_segment(node, key, value, matched, shared.get(i)))
             if i == last:
-                return node.rule
+                rule = node.rule
+            if not node.children:
+                break
             children = node.children
-            if not children:
-                return None
-        return None
+        if rule is None:
+            return None
+        counted = tuple((k, shared.get(i, v)) for i, (k, v) in enumerate(entries))
+        if rule.detailed_metric:
+            # Every entry's own value; with share_threshold the wildcard instead for those entries.
+            segments = [
+                f"{k}_{shared[i]}" if i in shared else (composite_key(k, v) if shared else f"{k}_{v}")
+                for i, (k, v) in enumerate(entries)
+            ]
+        else:
+            segments = by_value
+        return Match(rule, counted, ".".join([self.domain, *segments]))
 
     def rules(self) -> list[Rule]:
         found: list[Rule] = []
 
         def walk(children: Children) -> None:
-            nodes = [*children.exact.values(), *(n for _, _, n in children.wildcards)]
-            for node in [*nodes, *children.any_value.values()]:
+            for node in children.nodes.values():
                 if node.rule is not None:
                     found.append(node.rule)
                 walk(node.children)
 
         walk(self.children)
         return found
+
+
+def _metric_segment(node: Node, key: str, value: str, matched: str | None, shared: str | None) -> str:
+    """One level of envoyproxy/ratelimit's value_to_metric stats key (see Children.find for `matched`)."""
+    if matched:  # through a wildcard
+        if shared is not None:
+            use = shared
+        elif node.value_to_metric:
+            use = value
+        else:
+            use = matched.removeprefix(f"{key}_")
+    elif matched is not None:  # the exact key_value node
+        use = value
+    else:  # the key-only node
+        use = value if node.value_to_metric else ""
+    return composite_key(key, use)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +221,7 @@ def with_unit_limits(config: RateLimitConfig, limits: Mapping[str, int]) -> Rate
     """A copy where every window of the given units has the given limit (for CLI flags)."""
 
     def fix_children(children: Children) -> Children:
-        return Children(
-            MappingProxyType({k: fix_node(n) for k, n in children.exact.items()}),
-            tuple((k, p, fix_node(n)) for k, p, n in children.wildcards),
-            MappingProxyType({k: fix_node(n) for k, n in children.any_value.items()}),
-        )
+        return replace(children, nodes=MappingProxyType({k: fix_node(n) for k, n in children.nodes.items()}))
 
     def fix_node(node: Node) -> Node:
         rule = node.rule

@@ -1,13 +1,18 @@
 """Validate one envoyproxy/ratelimit YAML document (plus our extensions) into the model.
 
-Every problem raises ConfigError naming the file, the path in the document and what is
-wrong, e.g. `limits.yaml: descriptors[0].rate_limit.unit: must be one of second, minute,
-hour, day (got 'minutes')`.
+Acceptance follows envoyproxy/ratelimit's loader (src/config/config_impl.go): every key it
+knows is accepted at any level (it checks names, not places; a key where it means nothing is
+ignored, with a warning here), string fields take any scalar's text, and it refuses the same
+things: an empty domain or key, a duplicate composite key, a bad unit, a unit with
+`unlimited`, an empty `replaces` name or one naming its own limit, `share_threshold` without
+a wildcard, an unknown or non-string key, a list of non-maps. Our extensions (algorithm,
+several windows, retry_after, failure_mode, usage) are accepted only where they mean something.
+Every problem raises ConfigError naming the file, the path in the document and what is wrong,
+e.g. `limits.yaml: descriptors[0].rate_limit.unit: invalid rate limit unit 'minutes' (…)`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import replace
 from types import MappingProxyType
 from typing import Any
@@ -21,15 +26,31 @@ from ratelimit_service.config.model import (
     Node,
     RetryAfterPolicy,
     Rule,
+    Wildcard,
+    composite_key,
 )
 from ratelimit_service.windows import ALGORITHMS, UNIT_SECONDS, Window
 
-DOMAIN_FIELDS = ("domain", "descriptors", "failure_mode", "algorithm", "retry_after", "usage")
-DESCRIPTOR_FIELDS = (
-    "key", "value", "rate_limit", "rate_limits", "descriptors",
-    "shadow_mode", "replaces", "detailed_metric", "retry_after",
-)  # fmt: skip
-LIMIT_FIELDS = ("unit", "requests_per_unit", "name", "unlimited", "algorithm")
+# Every key envoyproxy/ratelimit accepts (anywhere in a document).
+LYFT_KEYS = frozenset({
+    "domain", "key", "value", "descriptors", "rate_limit", "unit", "requests_per_unit", "unlimited",
+    "shadow_mode", "quota_mode", "name", "replaces", "detailed_metric", "value_to_metric",
+    "share_threshold", "metadata",
+})  # fmt: skip
+# Where each Lyft key means something; elsewhere it is ignored (as Lyft does), with a warning.
+LYFT_DOMAIN = frozenset({"domain", "descriptors"})
+LYFT_DESCRIPTOR = frozenset({
+    "key", "value", "rate_limit", "descriptors", "shadow_mode", "quota_mode", "detailed_metric",
+    "value_to_metric", "share_threshold", "metadata",
+})  # fmt: skip
+LYFT_LIMIT = frozenset({"unit", "requests_per_unit", "unlimited", "name", "replaces"})
+# Our extensions, by level (docs/ratelimit.md). Their contents are validated by their parsers.
+DOMAIN_EXTENSIONS = frozenset({"failure_mode", "algorithm", "retry_after", "usage"})
+DESCRIPTOR_EXTENSIONS = frozenset({"rate_limits", "retry_after"})
+LIMIT_EXTENSIONS = frozenset({"algorithm"})
+EXTENSIONS = DOMAIN_EXTENSIONS | DESCRIPTOR_EXTENSIONS | LIMIT_EXTENSIONS
+BOOLEAN_FIELDS = ("shadow_mode", "quota_mode", "detailed_metric", "value_to_metric", "share_threshold")
+MAX_REQUESTS = 2**32 - 1  # requests_per_unit is a uint32
 
 
 class ConfigError(ValueError):
@@ -44,13 +65,88 @@ class DocumentParser:
     def __init__(self, source: str, default_algorithm: str = "sliding_window") -> None:
         self.source = source
         self.algorithm = default_algorithm
-        self.names: dict[str, str] = {}  # rate limit name → path
-        self.rules: list[Rule] = []
+        self.warnings: list[str] = []
 
     def fail(self, path: str, message: str) -> ConfigError:
         return ConfigError(self.source, path, message)
 
-    def mapping(self, raw: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    def warn(self, path: str, message: str) -> None:
+        self.warnings.append(f"{self.source}: {path}: {message}")
+
+    # -- envoyproxy/ratelimit's key check, over the whole document ------------------------------
+
+    def check_keys(self, raw: Any, path: str) -> None:
+        """Lyft's validateYamlKeys: string keys it knows (or ours), lists hold only maps."""
+        if isinstance(raw, list):
+            for i, item in enumerate(raw):
+                if not isinstance(item, dict):
+                    raise self.fail(f"{path}[{i}]", f"list of type other than map: {item!r}")
+                self.check_keys(item, f"{path}[{i}]")
+            return
+        if not isinstance(raw, dict):
+            return
+        for key, value in raw.items():
+            if not isinstance(key, str):
+                raise self.fail(path, f"key is not of type string: {key!r}")
+            if key not in LYFT_KEYS and key not in EXTENSIONS:
+                raise self.fail(_join(path, key), "unknown key")
+            if key != "metadata" and key not in EXTENSIONS:
+                self.check_keys(value, _join(path, key))
+
+    def fields(self, raw: Any, path: str, lyft: frozenset[str], ours: frozenset[str]) -> dict[str, Any]:
+        """A mapping at one level: our extensions only where they belong, Lyft's misplaced keys ignored."""
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise self.fail(path, f"must be a mapping, got {type(raw).__name__}")
+        for name in raw:
+            if name in ours or name in lyft:
+                continue
+            if name in EXTENSIONS:
+                raise self.fail(_join(path, name), "not allowed here")
+            hint = " (it belongs inside rate_limit)" if name == "replaces" else ""
+            self.warn(_join(path, name), f"means nothing here{hint}; ignored, as envoyproxy/ratelimit does")
+        return raw
+
+    # -- scalars, with yaml.v2's rules ----------------------------------------------------------
+
+    def text(self, raw: Any, path: str) -> str:
+        """A string field: any scalar's text (the loader keeps it as written), null → ''."""
+        if raw is None:
+            return ""
+        if isinstance(raw, dict | list):
+            raise self.fail(path, f"must be a string, got a {'mapping' if isinstance(raw, dict) else 'list'}")
+        return str(raw)
+
+    def flag(self, raw: Any, path: str) -> bool:
+        if raw is None:
+            return False
+        if not isinstance(raw, bool):
+            raise self.fail(path, f"must be true or false, got {raw!r}")
+        return raw
+
+    def listing(self, raw: Any, path: str) -> list[Any]:
+        if raw is None:
+            return []
+        if not isinstance(raw, list):
+            raise self.fail(path, f"must be a list, got {type(raw).__name__}")
+        return raw
+
+    def choice(self, raw: Any, path: str, choices: tuple[str, ...]) -> str:
+        if raw not in choices:
+            raise self.fail(path, f"must be one of {', '.join(choices)} (got {raw!r})")
+        return raw
+
+    def retry_after(self, raw: Any, path: str) -> RetryAfterPolicy:
+        fields = self.strict(raw, path, ("backoff", "jitter"))
+        backoff = self.choice(fields.get("backoff", "exact"), _join(path, "backoff"), BACKOFFS)
+        jitter = fields.get("jitter", 0.0)
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
+            raise self.fail(_join(path, "jitter"), f"must be a number in [0, 1), got {jitter!r}")
+        return RetryAfterPolicy(backoff, float(jitter))
+
+    def strict(self, raw: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        """A mapping of one of our extensions: exactly its own fields."""
         if not isinstance(raw, dict):
             raise self.fail(path, f"must be a mapping, got {type(raw).__name__}")
         for name in raw:
@@ -60,89 +156,71 @@ class DocumentParser:
                 )
         return raw
 
-    def string(self, raw: Any, path: str, allow_empty: bool = False) -> str:
-        if isinstance(raw, bool) or not isinstance(raw, str | int):
-            raise self.fail(path, f"must be a string, got {type(raw).__name__}")
-        text = str(raw)
-        if not text and not allow_empty:
-            raise self.fail(path, "must be a non-empty string")
-        return text
+    # -- rate limits ----------------------------------------------------------------------------
 
-    def boolean(self, raw: Any, path: str) -> bool:
-        if not isinstance(raw, bool):
-            raise self.fail(path, f"must be true or false, got {raw!r}")
-        return raw
-
-    def choice(self, raw: Any, path: str, choices: Iterable[str]) -> str:
-        choices = tuple(choices)
-        if raw not in choices:
-            raise self.fail(path, f"must be one of {', '.join(choices)} (got {raw!r})")
-        return raw
-
-    def listing(self, raw: Any, path: str) -> list[Any]:
-        if not isinstance(raw, list):
-            raise self.fail(path, f"must be a list, got {type(raw).__name__}")
-        return raw
-
-    def retry_after(self, raw: Any, path: str) -> RetryAfterPolicy:
-        fields = self.mapping(raw, path, ("backoff", "jitter"))
-        backoff = self.choice(fields.get("backoff", "exact"), _join(path, "backoff"), BACKOFFS)
-        jitter = fields.get("jitter", 0.0)
-        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
-            raise self.fail(_join(path, "jitter"), f"must be a number in [0, 1), got {jitter!r}")
-        return RetryAfterPolicy(backoff, float(jitter))
-
-    def window(self, raw: Any, path: str) -> Window | None:
-        """One rate_limit entry: a Window, or None for `unlimited: true`."""
-        fields = self.mapping(raw, path, LIMIT_FIELDS)
-        unlimited = self.boolean(fields.get("unlimited", False), _join(path, "unlimited"))
+    def window(self, fields: dict[str, Any], path: str) -> Window | None:
+        """One rate_limit block: a Window, or None for `unlimited: true`."""
+        unlimited = self.flag(fields.get("unlimited"), _join(path, "unlimited"))
+        unit = self.text(fields.get("unit"), _join(path, "unit")).lower()
         if unlimited:
-            mixed = [f for f in ("unit", "requests_per_unit", "algorithm") if f in fields]
-            if mixed:
-                raise self.fail(path, f"unlimited: true cannot be combined with {', '.join(mixed)}")
+            if unit in UNIT_SECONDS:
+                raise self.fail(_join(path, "unit"), "should not specify rate limit unit when unlimited")
             return None
-        for required in ("unit", "requests_per_unit"):
-            if required not in fields:
-                raise self.fail(path, f"missing {required} (or set unlimited: true)")
-        unit = self.choice(fields["unit"], _join(path, "unit"), UNIT_SECONDS)
-        limit = fields["requests_per_unit"]
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise self.fail(_join(path, "requests_per_unit"), f"must be a positive integer, got {limit!r}")
+        if unit not in UNIT_SECONDS:
+            raise self.fail(
+                _join(path, "unit"),
+                f"invalid rate limit unit {fields.get('unit')!r} (one of {', '.join(UNIT_SECONDS)})",
+            )
+        limit = fields.get("requests_per_unit", 0)
+        if limit is None:
+            limit = 0
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_REQUESTS:
+            raise self.fail(
+                _join(path, "requests_per_unit"),
+                f"must be a whole number from 0 to {MAX_REQUESTS}, got {limit!r}",
+            )
         algorithm = self.choice(fields.get("algorithm", self.algorithm), _join(path, "algorithm"), ALGORITHMS)
         return Window(unit, limit, algorithm)
 
-    def name(self, fields: dict[str, Any], path: str) -> str | None:
-        if "name" not in fields:
-            return None
-        name = self.string(fields["name"], _join(path, "name"))
-        if name in self.names:
-            raise self.fail(
-                _join(path, "name"), f"rate limit name {name!r} is already used at {self.names[name]}"
-            )
-        self.names[name] = path
-        return name
+    def replaces(self, raw: Any, path: str, own_name: str) -> list[str]:
+        names = []
+        for i, entry in enumerate(self.listing(raw, path)):
+            fields = self.fields(entry, f"{path}[{i}]", frozenset({"name"}), frozenset())
+            name = self.text(fields.get("name"), f"{path}[{i}].name")
+            if not name:
+                raise self.fail(f"{path}[{i}].name", "should not have an empty replaces entry")
+            if name == own_name:
+                raise self.fail(f"{path}[{i}].name", "replaces should not contain name of same descriptor")
+            names.append(name)
+        return names
 
-    def rule(self, fields: dict[str, Any], path: str, metric_key: str) -> Rule | None:
+    def rule(self, fields: dict[str, Any], path: str, metric_key: str, flags: dict[str, bool]) -> Rule | None:
+        blocks: list[tuple[str, dict[str, Any]]] = []
         if "rate_limit" in fields and "rate_limits" in fields:
             raise self.fail(path, "use either rate_limit or rate_limits, not both")
-        raw_limits: list[tuple[str, Any]] = []
-        if "rate_limit" in fields:
-            raw_limits = [(_join(path, "rate_limit"), fields["rate_limit"])]
+        if fields.get("rate_limit") is not None:
+            limit_path = _join(path, "rate_limit")
+            blocks = [
+                (limit_path, self.fields(fields["rate_limit"], limit_path, LYFT_LIMIT, LIMIT_EXTENSIONS))
+            ]
         elif "rate_limits" in fields:
             entries = self.listing(fields["rate_limits"], _join(path, "rate_limits"))
             if not entries:
                 raise self.fail(_join(path, "rate_limits"), "must list at least one rate limit")
-            raw_limits = [(f"{path}.rate_limits[{i}]", raw) for i, raw in enumerate(entries)]
-        if not raw_limits:
-            for extra in ("shadow_mode", "replaces", "detailed_metric", "retry_after"):
-                if extra in fields:
-                    raise self.fail(_join(path, extra), "needs a rate_limit on the same descriptor")
+            for i, raw in enumerate(entries):
+                limit_path = f"{path}.rate_limits[{i}]"
+                blocks.append((limit_path, self.fields(raw, limit_path, LYFT_LIMIT, LIMIT_EXTENSIONS)))
+        if not blocks:
             return None
         windows: list[Window] = []
-        names = [self.name(raw, p) for p, raw in raw_limits if isinstance(raw, dict)]
+        names: list[str] = []
+        replaced: list[str] = []
         unlimited = False
-        for limit_path, raw in raw_limits:
-            window = self.window(raw, limit_path)
+        for limit_path, block in blocks:
+            name = self.text(block.get("name"), _join(limit_path, "name"))
+            replaced += self.replaces(block.get("replaces"), _join(limit_path, "replaces"), name)
+            names += [name] if name else []
+            window = self.window(block, limit_path)
             if window is None:
                 unlimited = True
             elif any(w.unit == window.unit for w in windows):
@@ -151,105 +229,115 @@ class DocumentParser:
                 windows.append(window)
         if unlimited and windows:
             raise self.fail(path, "unlimited: true cannot be combined with other rate limits")
-        replaces = tuple(self._replaces(fields.get("replaces", []), _join(path, "replaces")))
-        rule = Rule(
+        return Rule(
             path=path,
             metric_key=metric_key,
             windows=tuple(windows),
             unlimited=unlimited,
-            name=next((n for n in names if n), None),
-            shadow_mode=self.boolean(fields.get("shadow_mode", False), _join(path, "shadow_mode")),
-            replaces=replaces,
-            detailed_metric=self.boolean(
-                fields.get("detailed_metric", False), _join(path, "detailed_metric")
-            ),
+            name=names[0] if names else None,
+            shadow_mode=flags["shadow_mode"],
+            replaces=tuple(replaced),
+            detailed_metric=flags["detailed_metric"],
             retry_after=self.retry_after(fields["retry_after"], _join(path, "retry_after"))
             if "retry_after" in fields
             else None,
+            quota_mode=flags["quota_mode"],
         )
-        self.rules.append(rule)
-        return rule
 
-    def _replaces(self, raw: Any, path: str) -> Iterable[str]:
-        for i, entry in enumerate(self.listing(raw, path)):
-            fields = self.mapping(entry, f"{path}[{i}]", ("name",))
-            yield self.string(fields.get("name"), f"{path}[{i}].name")
+    # -- descriptors ----------------------------------------------------------------------------
 
-    def children(self, raw: Any, path: str, parent_key: str) -> Children:
-        exact: dict[tuple[str, str], Node] = {}
-        wildcards: list[tuple[str, str, Node]] = []
-        any_value: dict[str, Node] = {}
-        seen: dict[tuple[str, str | None], str] = {}
-        for i, item in enumerate(self.listing(raw, path)):
-            item_path = f"{path}[{i}]"
-            fields = self.mapping(item, item_path, DESCRIPTOR_FIELDS)
-            key = self.string(fields.get("key", ""), _join(item_path, "key"))
-            if key.startswith(OVERRIDE_PREFIX) and key[len(OVERRIDE_PREFIX) :] in UNIT_SECONDS:
-                raise self.fail(_join(item_path, "key"), f"{key!r} is reserved for per-key limit overrides")
-            value = self.string(fields["value"], _join(item_path, "value")) if "value" in fields else None
-            if (key, value) in seen:
-                what = f"key {key!r}" + (
-                    f" with value {value!r}" if value is not None else " without a value"
-                )
-                raise self.fail(
-                    _join(item_path, "key"), f"duplicate descriptor {what} (first at {seen[key, value]})"
-                )
-            seen[key, value] = item_path
-            metric_key = _join(parent_key, f"{key}_{value}" if value is not None else key)
-            node = Node(
-                key,
-                value,
-                self.rule(fields, item_path, metric_key),
-                self.children(fields.get("descriptors", []), _join(item_path, "descriptors"), metric_key),
+    def node(self, raw: Any, path: str, parent_key: str) -> Node:
+        fields = self.fields(raw, path, LYFT_DESCRIPTOR, DESCRIPTOR_EXTENSIONS)
+        key = self.text(fields.get("key"), _join(path, "key"))
+        if not key:
+            raise self.fail(_join(path, "key"), "descriptor has empty key")
+        if key.startswith(OVERRIDE_PREFIX) and key[len(OVERRIDE_PREFIX) :] in UNIT_SECONDS:
+            raise self.fail(_join(path, "key"), f"{key!r} is reserved for per-key limit overrides")
+        value = self.text(fields.get("value"), _join(path, "value"))
+        composite = composite_key(key, value)
+        # Checked on every descriptor, limit or not (Lyft's YAML decoding refuses a bad one anywhere).
+        flags = {name: self.flag(fields.get(name), _join(path, name)) for name in BOOLEAN_FIELDS}
+        share = flags["share_threshold"]
+        if share and "*" not in composite:
+            raise self.fail(
+                _join(path, "share_threshold"),
+                f"share_threshold can only be used with wildcard values (containing '*'), but found key "
+                f"'{composite}'",
             )
-            if value is None:
-                any_value[key] = node
-            elif value.endswith("*"):
-                wildcards.append((key, value[:-1], node))
-            else:
-                exact[key, value] = node
-        return Children(MappingProxyType(exact), tuple(wildcards), MappingProxyType(any_value))
+        metadata = fields.get("metadata")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise self.fail(_join(path, "metadata"), f"must be a mapping, got {type(metadata).__name__}")
+        metric_key = f"{parent_key}.{composite}"
+        return Node(
+            key,
+            value,
+            self.rule(fields, path, metric_key, flags),
+            self.children(fields.get("descriptors"), _join(path, "descriptors"), metric_key),
+            value_to_metric=flags["value_to_metric"],
+            share_threshold=share,
+            metadata=MappingProxyType(dict(metadata)) if metadata else None,
+        )
 
-    def check_replaces(self) -> None:
-        for rule in self.rules:
-            for i, target in enumerate(rule.replaces):
-                path = f"{rule.path}.replaces[{i}].name"
-                if target == rule.name:
-                    raise self.fail(path, f"{target!r} is this descriptor's own rate limit")
-                if target not in self.names:
-                    raise self.fail(path, f"{target!r} matches no named rate limit in this domain")
+    def children(self, raw: Any, path: str, parent_key: str, into: Children | None = None) -> Children:
+        """A descriptor list (added to `into`'s nodes when merging domains)."""
+        nodes: dict[str, Node] = dict(into.nodes) if into else {}
+        wildcards: list[Wildcard] = list(into.wildcards) if into else []
+        for i, item in enumerate(self.listing(raw, path)):
+            node = self.node(item, f"{path}[{i}]", parent_key)
+            if node.composite in nodes:
+                raise self.fail(
+                    f"{path}[{i}]", f"duplicate descriptor composite key '{parent_key}.{node.composite}'"
+                )
+            nodes[node.composite] = node
+            if "*" in node.composite:
+                wildcards.append(Wildcard.of(node.composite))
+        return Children(MappingProxyType(nodes), tuple(wildcards))
 
     def usage(self, raw: Any, path: str) -> tuple[tuple[str, str], ...]:
-        fields = self.mapping(raw, path, ("descriptor",))
-        entries = self.listing(fields.get("descriptor", []), _join(path, "descriptor"))
+        fields = self.strict(raw, path, ("descriptor",))
+        entries = self.listing(fields.get("descriptor"), _join(path, "descriptor"))
         found = []
         for i, entry in enumerate(entries):
-            item = self.mapping(entry, f"{path}.descriptor[{i}]", ("key", "value"))
-            key = self.string(item.get("key", ""), f"{path}.descriptor[{i}].key")
-            found.append((key, self.string(item.get("value", ""), f"{path}.descriptor[{i}].value")))
+            item = self.strict(entry, f"{path}.descriptor[{i}]", ("key", "value"))
+            key = self.text(item.get("key"), f"{path}.descriptor[{i}].key")
+            if not key:
+                raise self.fail(f"{path}.descriptor[{i}].key", "must be a non-empty string")
+            found.append((key, self.text(item.get("value"), f"{path}.descriptor[{i}].value")))
         if not found:
             raise self.fail(_join(path, "descriptor"), "must list at least one {key, value} entry")
         return tuple(found)
 
-    def domain(self, raw: Any) -> DomainConfig:
-        fields = self.mapping(raw, "", DOMAIN_FIELDS)
-        if "domain" not in fields:
-            raise self.fail("domain", "missing (every config names its domain)")
-        domain = self.string(fields["domain"], "domain")
+    def domain(self, raw: Any, merge_into: DomainConfig | None = None) -> DomainConfig:
+        if not isinstance(raw, dict):
+            raise self.fail("", f"a config document must be a mapping, got {type(raw).__name__}")
+        self.check_keys(raw, "")
+        fields = self.fields(raw, "", LYFT_DOMAIN, DOMAIN_EXTENSIONS)
+        domain = self.text(fields.get("domain"), "domain")
+        if not domain:
+            raise self.fail("domain", "config file cannot have empty domain")
         self.algorithm = self.choice(fields.get("algorithm", self.algorithm), "algorithm", ALGORITHMS)
-        children = self.children(fields.get("descriptors", []), "descriptors", "")
-        self.check_replaces()
+        if merge_into is not None:
+            return self.merged(merge_into, fields)
         config = DomainConfig(
             domain,
             self.source,
-            children,
+            self.children(fields.get("descriptors"), "descriptors", domain),
             self.choice(fields.get("failure_mode", "allow"), "failure_mode", FAILURE_MODES),
+            sources=(self.source,),
         )
         if "retry_after" in fields:
             config = replace(config, retry_after=self.retry_after(fields["retry_after"], "retry_after"))
         if "usage" in fields:
             config = replace(config, usage_descriptor=self.usage(fields["usage"], "usage"))
         return config
+
+    def merged(self, first: DomainConfig, fields: dict[str, Any]) -> DomainConfig:
+        """MERGE_DOMAIN_CONFIG: this file's top-level descriptors join the domain's (Lyft's patching)."""
+        for setting in ("failure_mode", "retry_after", "usage"):
+            if setting in fields:
+                self.warn(setting, f"ignored: the domain's settings come from {first.source}")
+        children = self.children(fields.get("descriptors"), "descriptors", first.domain, into=first.children)
+        return replace(first, children=children, sources=(*first.sources, self.source))
 
 
 def _join(path: str, name: str) -> str:

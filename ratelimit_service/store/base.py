@@ -18,6 +18,13 @@ class StoreWindow:
     key: str  # the counter key; windows of one descriptor share its {hash tag}
     window: Window
     enforced: bool = True  # False: shadow mode (evaluated and charged, never blocks)
+    # > 0: a quota_mode group (one per descriptor). Such windows block only together: the
+    # request is refused when no quota group fits (envoyproxy/ratelimit's quota_mode).
+    quota: int = 0
+
+    def flag(self) -> str:
+        """How the script treats the window: '1' enforced, '0' shadow, 'q<group>' quota."""
+        return f"q{self.quota}" if self.quota else ("1" if self.enforced else "0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +43,8 @@ class WindowStore(Protocol):
         peek: bool = False,
         now_ms: int | None = None,
     ) -> StoreResult:
-        """Decide every window atomically; charge them only when all enforced ones fit.
+        """Decide every window atomically; charge them only when all enforced ones fit (and,
+        when there are quota groups, every window of at least one group fits).
 
         `peek` reads without charging (usage reports). `now_ms` replaces the store's clock
         (tests with a fake clock); by default Redis uses its own TIME.

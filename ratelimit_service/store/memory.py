@@ -40,13 +40,18 @@ class MemoryStore:
             self.sweep(now)
         reply: list[int] = [1]
         fits: list[bool] = []
+        quota_fits: dict[int, bool] = {}  # quota group → every window of it fits
         for spec in windows:
             w = spec.window.seconds * 1000
             fit, values = self._read(spec, now, w, hits, peek)
             fits.append(fit)
             reply += [*values, int(fit)]
-            if spec.enforced and not fit:
+            if spec.quota:
+                quota_fits[spec.quota] = quota_fits.get(spec.quota, True) and fit
+            elif spec.enforced and not fit:
                 reply[0] = 0
+        if quota_fits and not any(quota_fits.values()):
+            reply[0] = 0
         token = request_token()
         for i, spec in enumerate(windows):
             charge = not peek and reply[0] == 1 and fits[i]

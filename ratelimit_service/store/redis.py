@@ -39,7 +39,7 @@ def window_args(windows: Sequence[StoreWindow]) -> tuple:
     args: list = []
     for spec in windows:
         w = spec.window
-        args += [ALGORITHM_CODES[w.algorithm], w.limit, w.seconds * 1000, 1 if spec.enforced else 0]
+        args += [ALGORITHM_CODES[w.algorithm], w.limit, w.seconds * 1000, spec.flag()]
     return tuple(args)
 
 

@@ -3,12 +3,13 @@
 -- ARGV[1]: now in ms ('' = Redis TIME: every replica then agrees on the clock)
 -- ARGV[2]: hits   ARGV[3]: 'c' commit or 'p' peek (no writes)   ARGV[4]: unique request token
 -- ARGV[4i+1 .. 4i+4]: window i: algorithm (w sliding_window, f fixed_window, l sliding_log),
---                     limit, length in ms, enforced ('1') or shadow ('0')
+--                     limit, length in ms, enforced ('1'), shadow ('0') or quota group ('q<n>')
 -- Returns {allowed, a_1, b_1, c_1, fit_1, a_2, ...}:
 --   w: prev, cur, elapsed_ms    f: count, elapsed_ms, 0    l: count, frees_in_ms, 0
 -- (counts include the hits when they were charged); fit: 1 when the hits fitted that window. A request is admitted when every
--- enforced window fits; then every window that fits is charged. A rejected request is
--- not counted anywhere; a shadow window never blocks and is charged only when it fits.
+-- enforced window fits and, when there are quota groups, every window of at least one group
+-- fits; then every window that fits is charged. A rejected request is not counted anywhere;
+-- a shadow window never blocks and is charged only when it fits.
 local now
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
@@ -22,6 +23,7 @@ local token = ARGV[4]
 local allowed = 1
 local out = {}
 local fits, algos, limits, lengths, buckets = {}, {}, {}, {}, {}
+local quota_fits = {}  -- quota group -> every window of it fits
 
 -- Time until the j-th oldest log entry still in the window leaves it.
 local function log_frees(key, floor, j, w)
@@ -65,9 +67,21 @@ for i = 1, #KEYS do
     fit = count + hits <= limit
     out[4 * i - 2], out[4 * i - 1], out[4 * i] = count, 0, 0
   end
-  if ARGV[a + 3] == '1' and not fit then allowed = 0 end
+  local flag = ARGV[a + 3]
+  if flag == '1' and not fit then allowed = 0 end
+  if string.sub(flag, 1, 1) == 'q' then
+    quota_fits[flag] = (quota_fits[flag] ~= false) and fit
+  end
   out[4 * i + 1] = fit and 1 or 0
   fits[i], algos[i], limits[i], lengths[i], buckets[i] = fit, algo, limit, w, bucket
+end
+
+if next(quota_fits) ~= nil then
+  local any_fits = false
+  for _, group_fits in pairs(quota_fits) do
+    if group_fits then any_fits = true end
+  end
+  if not any_fits then allowed = 0 end
 end
 
 for i = 1, #KEYS do

@@ -41,8 +41,7 @@ descriptors:
     rate_limit: {unit: minute, requests_per_unit: 1, name: tenant}
     shadow_mode: true
   - key: team
-    rate_limit: {unit: minute, requests_per_unit: 2, name: team}
-    replaces: [{name: org}]
+    rate_limit: {unit: minute, requests_per_unit: 2, name: team, replaces: [{name: org}]}
   - key: org
     rate_limit: {unit: minute, requests_per_unit: 1, name: org}
   - key: free
