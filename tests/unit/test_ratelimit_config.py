@@ -125,7 +125,8 @@ def test_a_folder_holds_one_domain_per_file_and_rejects_duplicates(tmp_path: Pat
     with pytest.raises(ConfigError) as error:
         load_config(tmp_path)
     assert str(error.value) == (
-        f"{tmp_path / 'c.yaml'}: domain: duplicate domain 'one' in config file (also in {tmp_path / 'a.yaml'})"
+        f"{tmp_path / 'c.yaml'}: domain: duplicate domain 'one' in config file "
+        f"(also in {tmp_path / 'a.yaml'})"
     )
 
 
@@ -171,7 +172,8 @@ BAD_CONFIGS = [
         id="unlimited with a unit",
     ),
     pytest.param(
-        f"{D}  - key: k\n    rate_limit: {{unit: second, requests_per_unit: 1, name: me, replaces: [{{name: me}}]}}\n",
+        f"{D}  - key: k\n    rate_limit:\n      {{unit: second, requests_per_unit: 1, name: me,\n"
+        "       replaces: [{name: me}]}\n",
         "descriptors[0].rate_limit.replaces[0].name: replaces should not contain name of same descriptor",
         id="replaces itself",
     ),
@@ -218,7 +220,7 @@ BAD_CONFIGS = [
         f"{D}  - key: k\n    failure_mode: deny\n",
         "descriptors[0].failure_mode: not allowed here",
         id="extension out of place",
-    ),  # fmt: skip
+    ),
     pytest.param(
         "domain: d\nretry_after: {backoff: progressive, jitter: 2}\n",
         "retry_after.jitter: must be a number in [0, 1), got 2",
@@ -243,3 +245,71 @@ def test_each_bad_config_names_file_path_and_problem(tmp_path: Path, text: str, 
         load_config(path)
     assert str(error.value).startswith(f"{path}: ")
     assert message in str(error.value)
+
+
+def test_string_fields_keep_the_scalar_as_written_and_flags_default_false() -> None:
+    config = domain(
+        "domain: 7\ndescriptors:\n  - key: version\n    value: 1.10\n    rate_limit: {unit: MINUTE}\n"
+    )
+    assert config.domain == "7"
+    rule = config.rule_for([("version", "1.10")])
+    # No requests_per_unit is 0 (Lyft's zero value): every request is over the limit.
+    assert rule is not None and rule.windows == (Window("minute", 0),) and not rule.shadow_mode
+
+
+def test_lyft_keys_out_of_place_and_repeated_keys_load_with_warnings(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    text = """
+    domain: d
+    descriptors:
+      - key: k
+        unit: minute            # belongs in rate_limit: Lyft ignores it here
+        replaces: [{name: x}]   # ditto
+        rate_limit: {unit: second, requests_per_unit: 1}
+        rate_limit: {unit: hour, requests_per_unit: 2}
+      - key: empty
+        descriptors:
+    """
+    config = domain(text)
+    assert limits_of([("k", "v")], text) == (Window("hour", 2),)  # the last of the repeated keys
+    assert config.rule_for([("empty", "v")]) is None
+    warnings = " | ".join(caplog.messages)
+    assert "descriptors[0].unit: means nothing here" in warnings
+    assert "descriptors[0].replaces: means nothing here (it belongs inside rate_limit)" in warnings
+    assert "'rate_limit' given twice, the last one counts" in warnings
+
+
+def test_merge_domain_config_joins_files_of_one_domain(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(
+        "domain: d\ndescriptors:\n  - key: a\n    rate_limit: {unit: hour, requests_per_unit: 1}\n"
+    )
+    (tmp_path / "b.yaml").write_text(
+        "domain: d\ndescriptors:\n  - key: b\n    rate_limit: {unit: hour, requests_per_unit: 2}\n"
+    )
+    with pytest.raises(ConfigError, match="duplicate domain 'd' in config file"):
+        load_config(tmp_path)
+    merged = load_config(tmp_path, merge_domains=True).domain("d")
+    assert merged is not None and merged.sources == (str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"))
+    assert merged.rule_for([("a", "x")]) is not None and merged.rule_for([("b", "x")]) is not None
+    (tmp_path / "c.yaml").write_text("domain: d\ndescriptors:\n  - key: a\n")
+    with pytest.raises(ConfigError, match=r"duplicate descriptor composite key 'd\.a'"):
+        load_config(tmp_path, merge_domains=True)
+
+
+def test_runtime_layout_and_subfolders(tmp_path: Path) -> None:
+    from ratelimit_service.runtime import near_limit_ratio, runtime_config_dir
+
+    assert runtime_config_dir({}) is None
+    env = {"RUNTIME_ROOT": str(tmp_path), "RUNTIME_SUBDIRECTORY": "ratelimit"}
+    folder = runtime_config_dir(env)
+    assert folder == tmp_path / "ratelimit" / "config"
+    assert runtime_config_dir({"RUNTIME_SUBDIRECTORY": "rl"}) == Path("/srv/runtime_data/current/rl/config")
+    (folder / "team").mkdir(parents=True)
+    (folder / "team" / "one.yaml").write_text("domain: one\n")
+    (folder / "two.yml").write_text("domain: two\n")
+    (folder / ".swap.yaml").write_text("domain: [broken\n")  # dotfiles are skipped
+    assert set(load_config(folder).domains) == {"one", "two"}
+    assert near_limit_ratio({}) == 0.8 and near_limit_ratio({"NEAR_LIMIT_RATIO": "0.5"}) == 0.5
+    with pytest.raises(ValueError, match="NEAR_LIMIT_RATIO"):
+        near_limit_ratio({"NEAR_LIMIT_RATIO": "2"})

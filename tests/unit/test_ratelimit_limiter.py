@@ -19,6 +19,7 @@ from ratelimit_service.limiter import OK, OVER_LIMIT, UNAVAILABLE, Limiter, Requ
 from ratelimit_service.local_cache import OverLimitCache
 from ratelimit_service.store.base import StoreResult, StoreWindow
 from ratelimit_service.store.memory import MemoryStore
+from ratelimit_service.windows import Window
 
 CONFIG = """
 domain: gateway
@@ -154,8 +155,8 @@ async def test_per_key_overrides_beat_the_config(limiter: Limiter) -> None:
     # rate_limit_<unit> entries (from authz metadata) change limits, not the counter key.
     overridden = key("k5", "free", ("rate_limit_minute", "5"), ("rate_limit_hour", "6.0"))
     assert await codes(limiter, [overridden], 6) == [OK] * 5 + [OVER_LIMIT]
-    envoy_override = RequestDescriptor(key("k6").entries, {"second": 1})
-    assert await codes(limiter, [envoy_override], 2) == [OK, OVER_LIMIT]
+    per_key = RequestDescriptor(key("k6").entries, {"second": 1})
+    assert await codes(limiter, [per_key], 2) == [OK, OVER_LIMIT]
     # An override alone (no config match) still limits.
     assert await codes(limiter, [one(("nothing", "x"), ("rate_limit_minute", "1"))], 2) == [OK, OVER_LIMIT]
     # Garbage override values are ignored.
@@ -292,3 +293,76 @@ async def test_the_wire_handler_remembers_a_request_but_charges_every_call(limit
     assert len(service._requests) == 1
     # The message handler decides the same request the same way (it is now over the limit too).
     assert (await service.ShouldRateLimit(raw, None)).overall_code == RateLimitResponse.OVER_LIMIT
+
+
+async def test_envoys_limit_field_replaces_the_whole_limit_as_in_envoyproxy_ratelimit(
+    limiter: Limiter,
+) -> None:
+    # The config gives this key 3/minute and 5/hour; Envoy's `limit` of 4/minute replaces both.
+    envoy_limit = RequestDescriptor(key("k8").entries, limit=Window("minute", 4))
+    assert await codes(limiter, [envoy_limit], 5) == [OK] * 4 + [OVER_LIMIT]
+    verdict = await limiter.decide("gateway", [envoy_limit])
+    assert verdict.decision is not None and [s.window for s in verdict.decision.states] == [
+        Window("minute", 4)
+    ]
+    # It applies to a descriptor no rule matches, too, and a limit of 0 refuses everything.
+    assert await codes(limiter, [RequestDescriptor((("nothing", "x"),), limit=Window("hour", 1))], 2) == [
+        OK,
+        OVER_LIMIT,
+    ]
+    assert await codes(limiter, [RequestDescriptor((("zero", "x"),), limit=Window("second", 0))], 1) == [
+        OVER_LIMIT
+    ]
+
+
+QUOTA = """
+domain: quota
+algorithm: fixed_window
+descriptors:
+  - key: plan_quota
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 2}
+  - key: burst_quota
+    quota_mode: true
+    rate_limit: {unit: hour, requests_per_unit: 3}
+  - key: hard
+    rate_limit: {unit: hour, requests_per_unit: 10}
+"""
+
+
+async def test_quota_mode_refuses_only_when_every_quota_descriptor_is_over(clock: Clock) -> None:
+    limits = Limiter(config(QUOTA), MemoryStore(clock.now_ms), OverLimitCache(clock.monotonic))
+    both = [one(("plan_quota", "a")), one(("burst_quota", "a")), one(("hard", "a"))]
+    results = [(await limits.decide("quota", both)).code for _ in range(5)]
+    # The plan quota (2) runs out first; the burst quota (3) still lets one more through.
+    assert results == [OK, OK, OK, OVER_LIMIT, OVER_LIMIT]
+    # A quota descriptor alone is limited by itself.
+    alone = [one(("plan_quota", "b"))]
+    assert [(await limits.decide("quota", alone)).code for _ in range(3)] == [OK, OK, OVER_LIMIT]
+
+
+async def test_envoyproxy_ratelimit_stats_count_hits_per_rule(clock: Clock) -> None:
+    text = (
+        "domain: stats\nalgorithm: fixed_window\ndescriptors:\n"
+        "  - key: k\n    rate_limit: {unit: hour, requests_per_unit: 10}\n"
+    )
+    limits = Limiter(config(text), MemoryStore(clock.now_ms), OverLimitCache(clock.monotonic))
+
+    def stat(name: str) -> float:
+        return (
+            REGISTRY.get_sample_value(
+                f"ratelimit_service_rate_limit_{name}_total", {"domain": "stats", "key": "k"}
+            )
+            or 0
+        )
+
+    for _ in range(5):
+        assert (await limits.decide("stats", [one(("k", "a"))], hits=2)).code == OK
+    assert (await limits.decide("stats", [one(("k", "a"))], hits=2)).code == OVER_LIMIT
+    # 10 hits admitted, 2 refused; near_limit counts the admitted hits above 80% (8) of 10.
+    assert (stat("total_hits"), stat("within_limit"), stat("over_limit"), stat("near_limit")) == (
+        12,
+        10,
+        2,
+        2,
+    )
