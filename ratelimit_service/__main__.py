@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )  # fmt: skip
     add_option(
         parser, "--config", "RATELIMIT_CONFIG", "built-in ratelimit_service/config/default.yaml",
-        "rate-limit config: a YAML file, or a folder of them (one domain each); reloaded on change", Path,
+        "rate-limit config (envoyproxy/ratelimit's format): a YAML file or a folder of them, reloaded on "
+        "change; unset: RUNTIME_ROOT/RUNTIME_SUBDIRECTORY/RUNTIME_APPDIRECTORY when set, else built-in", Path,
     )  # fmt: skip
     add_option(
         parser, "--redis-url", "REDIS_URL", "redis://127.0.0.1:6390/0",
