@@ -160,12 +160,12 @@ def test_hot_reload_swaps_config_and_keeps_the_old_one_on_a_bad_file(
         assert time.monotonic() < deadline, "new config never applied"
         time.sleep(0.05)
     assert [is_ok(call(stub, "a")) for _ in range(2)] == [True, False]
-    config.write_text(limits.format(n=0))  # invalid: non-positive limit
+    config.write_text(limits.format(n=4).replace("hour", "fortnight"))  # invalid: no such unit
     deadline = time.monotonic() + 10
     while "config reload rejected" not in service.proc.log_tail():
         assert time.monotonic() < deadline, "bad config not reported"
         time.sleep(0.05)
-    assert f"{config}: descriptors[0].rate_limit.requests_per_unit: must be a positive integer, got 0" in (
+    assert f"{config}: descriptors[0].rate_limit.unit: invalid rate limit unit 'fortnight'" in (
         service.proc.log_tail()
     )
     assert [is_ok(call(stub, "b")) for _ in range(5)] == [True] * 4 + [False]  # still 4 per hour
