@@ -102,10 +102,17 @@ class DocumentParser:
         for name in raw:
             if name in ours or name in lyft:
                 continue
-            if name in EXTENSIONS:
+            if not isinstance(name, str):
+                raise self.fail(path, f"key is not of type string: {name!r}")
+            if name in LYFT_KEYS:
+                hint = " (it belongs inside rate_limit)" if name == "replaces" else ""
+                self.warn(
+                    _join(path, name), f"means nothing here{hint}; ignored, as envoyproxy/ratelimit does"
+                )
+            elif name in EXTENSIONS:
                 raise self.fail(_join(path, name), "not allowed here")
-            hint = " (it belongs inside rate_limit)" if name == "replaces" else ""
-            self.warn(_join(path, name), f"means nothing here{hint}; ignored, as envoyproxy/ratelimit does")
+            else:  # inside one of our extensions, which Lyft's key check does not walk
+                raise self.fail(_join(path, name), "unknown key")
         return raw
 
     # -- scalars, with yaml.v2's rules ----------------------------------------------------------

@@ -222,6 +222,11 @@ BAD_CONFIGS = [
         id="extension out of place",
     ),
     pytest.param(
+        f"{D}  - key: k\n    rate_limits:\n      - {{unit: minute, requests_per_unit: 1, burst: 2}}\n",
+        "descriptors[0].rate_limits[0].burst: unknown key",
+        id="unknown key in an extension",
+    ),
+    pytest.param(
         "domain: d\nretry_after: {backoff: progressive, jitter: 2}\n",
         "retry_after.jitter: must be a number in [0, 1), got 2",
         id="bad jitter",
