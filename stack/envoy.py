@@ -28,6 +28,7 @@ from stack import ROOT, RUN_DIR
 # Below honcho's 5 s between its SIGTERM and its SIGKILL.
 DRAIN_ENV = "ENVOY_DRAIN_SECONDS"
 DEFAULT_DRAIN_S = 4.0
+CONCURRENCY_ENV = "ENVOY_CONCURRENCY"
 PR_SET_PDEATHSIG = 1
 
 
@@ -77,7 +78,7 @@ def validate(config: Path) -> None:
         )
 
 
-def envoy_args(config: Path, log_level: str = "warning") -> list[str]:
+def envoy_args(config: Path, log_level: str = "warning", concurrency: int | None = None) -> list[str]:
     # Hot restart off: several Envoys (dev stack, tests) can then share one machine.
     # Access log lines are flushed every second (Envoy's default is 10 s).
     # Drain strategy immediate: once draining, every response closes its connection (the default,
@@ -85,7 +86,7 @@ def envoy_args(config: Path, log_level: str = "warning") -> list[str]:
     return [
         envoy_binary(), "-c", str(config), "--disable-hot-restart", "-l", log_level,
         "--file-flush-interval-msec", "1000", "--drain-strategy", "immediate",
-    ]  # fmt: skip
+    ] + (["--concurrency", str(concurrency)] if concurrency else [])  # fmt: skip
 
 
 def _admin(admin_url: str, path: str, method: str = "GET") -> str:
@@ -172,7 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"envoy: config {config} OK, starting", flush=True)
     admin_url = f"http://{'127.0.0.1' if admin_host in ('0.0.0.0', '::') else admin_host}:{admin_port}"
     drain_seconds = env_default(DRAIN_ENV, DEFAULT_DRAIN_S, float)
-    raise SystemExit(run_draining(envoy_args(config, args.log_level), admin_url, drain_seconds))
+    # Worker threads: Envoy's default is one per hardware thread of the machine, which in a
+    # container limited to 2 CPUs on a 64-core node means 64 (ENVOY_CONCURRENCY caps it).
+    concurrency = env_default(CONCURRENCY_ENV, 0, int) or None
+    command = envoy_args(config, args.log_level, concurrency)
+    raise SystemExit(run_draining(command, admin_url, drain_seconds))
 
 
 if __name__ == "__main__":

@@ -176,6 +176,17 @@ def test_drain_timings_fit_the_grace_period_and_sidecars_outlive_envoys_intake()
         assert by_name[sidecar]["lifecycle"]["preStop"]["sleep"]["seconds"] > envoy_pause
 
 
+def test_envoy_runs_one_worker_per_cpu_of_its_limit() -> None:
+    envoy = next(c for c in dict(pod_specs("cpu"))["gateway"]["containers"] if c["name"] == "envoy")
+    workers = int(env_of(envoy)["ENVOY_CONCURRENCY"])
+    assert workers == int(envoy["resources"]["limits"]["cpu"])
+    assert launcher.envoy_args(Path("envoy.yaml"), concurrency=workers)[-2:] == [
+        "--concurrency",
+        str(workers),
+    ]
+    assert "--concurrency" not in launcher.envoy_args(Path("envoy.yaml"))  # make run: Envoy's default
+
+
 def test_envoy_config_is_the_rendering_of_envoy_env_and_is_valid(tmp_path: Path) -> None:
     env = {}
     for line in (DEPLOY / "envoy.env").read_text().splitlines():
