@@ -259,6 +259,7 @@ class RateLimitedGateway:
     url: str
     service: RateLimitProcess
     envoy: Proc
+    admin_url: str
 
 
 def spawn_gateway(
@@ -287,4 +288,4 @@ def spawn_gateway(
         return {"authz", "ratelimit"} <= healthy
 
     proc.wait_until(ready, 30, "routing to healthy sidecars")
-    return RateLimitedGateway(f"http://127.0.0.1:{port}", service, proc)
+    return RateLimitedGateway(f"http://127.0.0.1:{port}", service, proc, admin)

@@ -3,7 +3,9 @@ GET /v1/usage (spoof-proof), and the store-down failure mode as a JSON 503."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -92,27 +94,53 @@ def test_a_slow_rate_limit_decision_is_waited_for_not_skipped(
     ratelimit_factory,
     gateway: Gateway,
 ) -> None:
-    """A decision that takes ~0.1 s (Redis stalled) is still within the filter's 0.25 s: Envoy
-    waits for it. (Its retry policy once cut every call at 50 ms and let the request through
-    unlimited; see test_sidecar_retries_never_cut_a_call_short.)"""
+    """A decision held up 0.1 s in a stalled Redis is still within the filter's 0.25 s: Envoy
+    waits for it and applies it. (Its retry policy once cut every call at 50 ms and let the
+    request through unlimited; see test_sidecar_retries_never_cut_a_call_short.)
+
+    The test lifts the stall itself, `hold` after the decision is seen waiting in Redis: a timed
+    CLIENT PAUSE ends on Valkey's cron tick (hz 10), so "120 ms" stalled 120-220 ms and, on a
+    loaded machine, ran past the 0.25 s (fail-open: 200 without rate-limit headers)."""
     import redis
 
-    service = ratelimit_factory(None, private_redis.url, "--store-timeout", "0.2")
+    hold = 0.1  # twice the 50 ms cut; leaves ~0.15 s of the 0.25 s for a loaded machine
+    # A store timeout above Envoy's 0.25 s: only Envoy could skip the decision.
+    service = ratelimit_factory(None, private_redis.url, "--store-timeout", "1")
     gw = spawn_gateway(
         run_dir, f"envoy-slow-rl-{service.grpc_port}", authz_port, httpx.URL(inference_adapter).port, service
     )
     key = gateway.new_key()
     stall = redis.Redis.from_url(private_redis.url)
+    counters = ("ok", "error", "failure_mode_allowed")
+
+    def stats() -> dict[str, int]:
+        text = httpx.get(f"{gw.admin_url}/stats", params={"filter": "inference_adapter[.]ratelimit"}).text
+        found = dict(line.partition(": ")[::2] for line in text.splitlines())
+        return {c: int(found.get(f"cluster.inference_adapter.ratelimit.{c}", 0)) for c in counters}
+
     try:
-        with httpx.Client(base_url=gw.url, timeout=30) as client:
+        with httpx.Client(base_url=gw.url, timeout=30) as client, ThreadPoolExecutor(1) as pool:
             first = client.post(EMBED, json={"input_text": "warm"}, headers=bearer(key))
             assert first.headers.get("x-ratelimit-remaining-minute") == "59", first.headers
-            stall.execute_command("CLIENT", "PAUSE", 120, "ALL")
-            slow = client.post(EMBED, json={"input_text": "slow"}, headers=bearer(key))
+            before = stats()
+            # WRITE: the limiter's script waits, this client's INFO and UNPAUSE still run.
+            stall.execute_command("CLIENT", "PAUSE", 10_000, "WRITE")
+            pending = pool.submit(client.post, EMBED, json={"input_text": "slow"}, headers=bearer(key))
+            deadline = time.monotonic() + 10
+            while int(stall.info("clients")["blocked_clients"]) < 1:
+                assert not pending.done(), f"answered without waiting for Redis: {pending.result().headers}"
+                assert time.monotonic() < deadline, "the decision never reached Redis"
+                time.sleep(0.002)
+            time.sleep(hold)
+            assert not pending.done(), "Envoy did not wait for the stalled decision"
+            stall.execute_command("CLIENT", "UNPAUSE")
+            slow = pending.result(timeout=30)
+            after = stats()
             assert slow.status_code == 200, slow.text
-            # A real decision (not the fail-open pass, which carries no rate-limit headers).
-            assert slow.headers.get("x-ratelimit-remaining-minute") == "58", slow.headers
-            assert slow.elapsed.total_seconds() >= 0.08
+            # Applied, not the fail-open pass (no rate-limit headers; ratelimit.error in Envoy).
+            assert slow.headers.get("x-ratelimit-remaining-minute") == "58", (slow.headers, before, after)
+            assert after == {**before, "ok": before["ok"] + 1}, (before, after)
     finally:
+        stall.execute_command("CLIENT", "UNPAUSE")
         stall.close()
         gw.envoy.stop()
