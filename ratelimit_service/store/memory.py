@@ -112,7 +112,12 @@ class MemoryStore:
             log = self._live(spec.key, now) or []
             if charge:
                 for j in range(1, hits + 1):
-                    bisect.insort(log, (now, f"{token}:{j}"))
+                    # As ZADD: a counter named twice in one request (a shared wildcard, a repeated
+                    # descriptor) gets the same members again, so it is charged once.
+                    entry = (now, f"{token}:{j}")
+                    at = bisect.bisect_left(log, entry)
+                    if at == len(log) or log[at] != entry:
+                        log.insert(at, entry)
                 self.data[spec.key] = (now + w, log)
                 reply[a] += hits
             count, limit = reply[a], spec.window.limit
