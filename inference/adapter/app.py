@@ -12,10 +12,12 @@ from starlette.responses import Response
 
 from inference.adapter.detect import TritonDetector, detect_router
 from inference.adapter.errors import ERRORS_DOC, install_error_handlers, unavailable
+from inference.adapter.fast_path import AdapterApp, ASGIApp, FastRoutes
 from inference.adapter.health import fetch_queue_size, health_body, package_version
 from inference.adapter.metrics import AdapterMetrics, MetricsMiddleware
-from inference.adapter.openai_compat import check_dimensions, embeddings_body, parse_embeddings_body
-from inference.adapter.responses import OrjsonResponse
+from inference.adapter.openai_compat import check_dimensions, parse_embeddings_body
+from inference.adapter.openai_compat import embeddings_body as openai_body
+from inference.adapter.responses import OrjsonResponse, dump_json, json_bytes_response
 from inference.adapter.schemas import (
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -79,7 +81,7 @@ def create_app(
         finally:
             await triton.close()
 
-    app = FastAPI(
+    app = AdapterApp(
         title="Inference adapter",
         description="Text embeddings served by Triton Inference Server.",
         version=version,
@@ -87,36 +89,21 @@ def create_app(
         default_response_class=OrjsonResponse,
     )
     install_error_handlers(app, metrics)
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=ROUTES)
     # /v1/detect*: the detector ensemble on the same Triton. Readiness stays the embedder's, so a
     # Triton started without the detector still serves embeddings (detect then answers 503).
     app.include_router(detect_router(settings, detector))
 
-    @app.post(
-        "/v1/embed",
-        summary="Embed one text",
-        response_model=None,
-        responses={200: {"model": EmbedResponse}, **ERRORS_DOC},
-        openapi_extra=_json_body(EmbedRequest),
-    )
-    async def embed(request: Request) -> Response:
-        text = parse_embed_body(await read_body(request, embed_limit), settings.max_input_chars)
+    async def embed_body(raw: bytes) -> bytes:
+        text = parse_embed_body(raw, settings.max_input_chars)
         result = await triton.embed([text])
         tokens = int(result.tokens[0])
         metrics.record_embeddings(1, tokens)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return OrjsonResponse({"embedding": result.vectors[0], "model": model_name, "usage": usage})
+        return dump_json({"embedding": result.vectors[0], "model": model_name, "usage": usage})
 
-    @app.post(
-        "/v1/embeddings",
-        summary="Embed one or more texts (OpenAI-compatible)",
-        response_model=None,
-        responses={200: {"model": EmbeddingsResponse}, **ERRORS_DOC},
-        openapi_extra=_json_body(EmbeddingsRequest),
-    )
-    async def embeddings(request: Request) -> Response:
+    async def embeddings_body(raw: bytes) -> bytes:
         parsed = parse_embeddings_body(
-            await read_body(request, embeddings_limit),
+            raw,
             max_chars=settings.max_input_chars,
             max_inputs=settings.max_inputs,
             model_names=settings.model_names,
@@ -126,7 +113,40 @@ def create_app(
         result = await triton.embed(parsed.texts)
         tokens = int(result.tokens.sum())
         metrics.record_embeddings(len(parsed.texts), tokens)
-        return OrjsonResponse(embeddings_body(result.vectors, tokens, model_name, parsed.encoding_format))
+        return dump_json(openai_body(result.vectors, tokens, model_name, parsed.encoding_format))
+
+    # The framework routes: the OpenAPI docs, and the path every request takes with the fast
+    # path off (ADAPTER_FAST_PATH=0); the fast path (below) answers the same with the same code.
+    @app.post(
+        "/v1/embed",
+        summary="Embed one text",
+        response_model=None,
+        responses={200: {"model": EmbedResponse}, **ERRORS_DOC},
+        openapi_extra=_json_body(EmbedRequest),
+    )
+    async def embed(request: Request) -> Response:
+        return json_bytes_response(await embed_body(await read_body(request, embed_limit)))
+
+    @app.post(
+        "/v1/embeddings",
+        summary="Embed one or more texts (OpenAI-compatible)",
+        response_model=None,
+        responses={200: {"model": EmbeddingsResponse}, **ERRORS_DOC},
+        openapi_extra=_json_body(EmbeddingsRequest),
+    )
+    async def embeddings(request: Request) -> Response:
+        return json_bytes_response(await embeddings_body(await read_body(request, embeddings_limit)))
+
+    # In front of everything: the metrics, then the fast path (which hands every other request
+    # to the framework).
+    inner: ASGIApp = app.framework
+    if settings.fast_path:
+        routes = {
+            "/v1/embed": (embed_body, embed_limit),
+            "/v1/embeddings": (embeddings_body, embeddings_limit),
+        }
+        inner = FastRoutes(inner, routes, app.exception_handlers)
+    app.front = MetricsMiddleware(inner, metrics=metrics, routes=ROUTES)
 
     @app.get(
         "/health",

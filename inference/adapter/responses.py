@@ -5,16 +5,26 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 
 from common.errors import error_dict
 
 
+def dump_json(content: Any) -> bytes:
+    """orjson, numpy arrays included: an fp32 embedding is written straight from the array."""
+    return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
 class OrjsonResponse(JSONResponse):
-    """JSON via orjson: an fp32 numpy embedding is written straight from the array, no list()."""
+    """JSON via orjson (see dump_json)."""
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+        return dump_json(content)
+
+
+def json_bytes_response(body: bytes, status: int = 200) -> Response:
+    """A response for a body that is already JSON bytes."""
+    return Response(body, status_code=status, media_type="application/json")
 
 
 def error_response(

@@ -21,6 +21,7 @@ class AdapterSettings:
     request_timeout: float = 30.0
     keep_alive: float = 75.0
     log_level: str = "info"
+    fast_path: bool = True  # /v1/embed and /v1/embeddings as plain ASGI (inference/adapter/fast_path.py)
 
     @property
     def model_names(self) -> tuple[str, ...]:
@@ -89,7 +90,23 @@ def build_parser() -> argparse.ArgumentParser:
         float,
     )
     add_option(parser, "--log-level", "ADAPTER_LOG_LEVEL", d.log_level, "uvicorn log level")
+    add_option(
+        parser,
+        "--fast-path",
+        "ADAPTER_FAST_PATH",
+        "on",
+        "on|off: answer the embedding routes as plain ASGI (off: through FastAPI, for comparisons)",
+        on_off,
+    )
     return parser
+
+
+def on_off(raw: str) -> bool:
+    if raw.strip().lower() in ("on", "1", "true", "yes"):
+        return True
+    if raw.strip().lower() in ("off", "0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be on or off, got {raw!r}")
 
 
 def parse_settings(argv: list[str] | None = None) -> AdapterSettings:

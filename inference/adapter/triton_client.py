@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
+import grpc
 import numpy as np
-from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.grpc.service_pb2 import ModelInferRequest
+from tritonclient.grpc.service_pb2_grpc import GRPCInferenceServiceStub
 from tritonclient.utils import InferenceServerException
 
 INT32_MAX = 2**31 - 1
@@ -80,15 +82,29 @@ def info_from_config(config: dict[str, Any], output: str = "EMBEDDING") -> Model
 
 
 def _raise_mapped(exc: InferenceServerException) -> NoReturn:
+    _raise_status(str(exc.status()), exc.message() or "")
+
+
+def _raise_status(status: str, message: str) -> NoReturn:
+    """TritonUnavailable (503) or TritonFailure (502) for a failed call's gRPC status and message."""
     # A crashed python-backend stub answers INTERNAL "Stub process ... is not healthy" while the model
     # still reads READY; the launcher reloads it, so clients should retry, not see a 502.
-    message = exc.message() or ""
-    if exc.status() in UNAVAILABLE_STATUSES or "is not healthy" in message:
-        text = f"{exc.status()} {message}"
-        raise TritonUnavailable(
-            f"Triton: {text}", overloaded=any(m in text for m in OVERLOAD_MARKERS)
-        ) from None
-    raise TritonFailure(f"Triton {exc.status()}: {message}") from None
+    if status in UNAVAILABLE_STATUSES or "is not healthy" in message:
+        text = f"{status} {message}"
+        raise TritonUnavailable(f"Triton: {text}", overloaded=any(m in text for m in OVERLOAD_MARKERS))
+    raise TritonFailure(f"Triton {status}: {message}")
+
+
+def bytes_tensor(texts: Sequence[str]) -> bytes:
+    """Triton's BYTES tensor wire format: each element as a 4-byte little-endian length + UTF-8."""
+    parts = []
+    for text in texts:
+        data = text.encode("utf-8")
+        parts += [len(data).to_bytes(4, "little"), data]
+    return b"".join(parts)
+
+
+OUTPUT_DTYPES = {"FP32": np.float32, "INT32": np.int32, "INT64": np.int64, "FP16": np.float16}
 
 
 def chunks(count: int, size: int) -> list[tuple[int, int]]:
@@ -103,14 +119,29 @@ class TritonConnection:
     url: str
     _client: InferenceServerClient | None = None
 
+    _channel: grpc.aio.Channel | None = None
+    _stub: GRPCInferenceServiceStub | None = None
+
     async def start(self) -> None:
-        # The channel connects lazily, so this succeeds while Triton is still down.
+        # The channels connect lazily, so this succeeds while Triton is still down. Inference goes
+        # over its own channel with the generated stub; probes and config through tritonclient.
         self._client = InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
+        self._channel = grpc.aio.insecure_channel(self.url, options=CHANNEL_ARGS)
+        self._stub = GRPCInferenceServiceStub(self._channel)
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel, self._stub = None, None
+
+    @property
+    def stub(self) -> GRPCInferenceServiceStub:
+        if self._stub is None:
+            raise TritonUnavailable("Triton client is not started")
+        return self._stub
 
     @property
     def client(self) -> InferenceServerClient:
@@ -135,9 +166,9 @@ class TritonEmbedder(TritonConnection):
         self.inflight = 0  # requests sent to Triton and not answered yet (one event loop: no lock)
         self._client: InferenceServerClient | None = None
         self._info: ModelInfo | None = None
-        self._outputs = [
-            InferRequestedOutput(self.embedding_output),
-            InferRequestedOutput(self.tokens_output),
+        self._requested = [
+            ModelInferRequest.InferRequestedOutputTensor(name=self.embedding_output),
+            ModelInferRequest.InferRequestedOutputTensor(name=self.tokens_output),
         ]
 
     async def embed(self, texts: Sequence[str], batched: bool = True) -> Embeddings:
@@ -154,21 +185,31 @@ class TritonEmbedder(TritonConnection):
         )
 
     async def _infer(self, texts: Sequence[str], batched: bool) -> Embeddings:
-        data = np.array([t.encode("utf-8") for t in texts], dtype=np.object_)
-        shape = [len(texts), 1] if batched else [1]
-        text_input = InferInput(self.text_input, shape, "BYTES")
-        text_input.set_data_from_numpy(data.reshape(shape))
+        """One ModelInfer call built and read straight from the protobufs: tritonclient's InferInput
+        / InferResult wrappers cost more Python per request than the rest of the call."""
+        request = ModelInferRequest(
+            model_name=self.model,
+            inputs=[
+                ModelInferRequest.InferInputTensor(
+                    name=self.text_input, datatype="BYTES", shape=[len(texts), 1] if batched else [1]
+                )
+            ],
+            outputs=self._requested,
+            raw_input_contents=[bytes_tensor(texts)],
+        )
         self.inflight += 1
         try:
-            result = await self.client.infer(
-                self.model, [text_input], outputs=self._outputs, client_timeout=self.timeout_s
-            )
-        except InferenceServerException as exc:
-            _raise_mapped(exc)
+            response = await self.stub.ModelInfer(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            _raise_status(str(exc.code()), exc.details() or "")
         finally:
             self.inflight -= 1
-        vectors = result.as_numpy(self.embedding_output)
-        tokens = result.as_numpy(self.tokens_output)
+        found = {}
+        for output, raw in zip(response.outputs, response.raw_output_contents, strict=False):
+            dtype = OUTPUT_DTYPES.get(output.datatype)
+            if dtype is not None:
+                found[output.name] = np.frombuffer(raw, dtype=dtype)
+        vectors, tokens = found.get(self.embedding_output), found.get(self.tokens_output)
         if vectors is None or tokens is None:
             raise TritonFailure(f"Triton response lacks {self.embedding_output} or {self.tokens_output}")
         return Embeddings(vectors=vectors.reshape(len(texts), -1), tokens=tokens.reshape(-1))
