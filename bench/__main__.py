@@ -121,7 +121,9 @@ def main(argv: list[str] | None = None) -> None:
             paired.extend(paired_run(pairable, phase, args.paired_rounds, args.run_dir, shared, log))
 
     cells = runner.run(args.chosen, settings, args.run_dir, log=log, then=paired_phase)
-    verdicts = targets.evaluate(targets.results_of(cells))
+    cpu = {(c.scenario.name, c.concurrency): runner.busy_processes(c) for c in cells if c.result is not None}
+    cpu_verdicts = targets.cpu_verdicts(cpu)
+    verdicts = targets.evaluate(targets.results_of(cells)) + cpu_verdicts
     info = report.RunInfo(
         command, args.label, started, datetime.now(UTC).isoformat(timespec="seconds"),
         {"seconds": args.seconds, "warmup": args.warmup, "load_tool": args.load_tool, "rounds": args.rounds,
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     made = plots.draw(cells, args.out, args.name, args.label)
     written = report.write(args.out, args.name, info, cells, verdicts, made, paired)
-    print("\n" + report.targets_table(paired or verdicts))
+    print("\n" + report.targets_table([*paired, *cpu_verdicts] if paired else verdicts))
     print("\nwrote " + ", ".join(str(p) for p in [*written, *made]))
     if all(c.result is None for c in cells):
         sys.exit("bench: no scenario produced numbers (see the errors above)")

@@ -227,3 +227,20 @@ def test_a_paired_target_is_the_median_of_its_rounds_and_skips_failed_ones() -> 
     assert added.measured == pytest.approx(1.2) and added.status == "PASS"
     assert "| each round |" in report.targets_table([verdict, added])
     assert targets.from_rounds(floor_target, [(None, None)]).status == "n/a"
+
+
+def test_cpu_targets_are_shares_of_tritons_cpu_in_the_same_cell() -> None:
+    from bench.targets import cpu_verdicts
+
+    cell = {
+        "envoy": 600.0,
+        "authz-0": 450.0,
+        "ratelimit-0": 480.0,
+        "redis": 80.0,
+        "adapter": 400.0,
+        "triton": 5000.0,
+    }
+    adapter, gateway = cpu_verdicts({("gateway-embed", 32): cell})
+    assert adapter.measured == pytest.approx(0.08) and adapter.status == "PASS"
+    assert gateway.measured == pytest.approx(2010 / 5000) and gateway.status == "MISS"
+    assert all(v.measured is None and v.status == "n/a" for v in cpu_verdicts({}))
