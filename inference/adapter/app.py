@@ -91,7 +91,8 @@ def create_app(
     install_error_handlers(app, metrics)
     # /v1/detect*: the detector ensemble on the same Triton. Readiness stays the embedder's, so a
     # Triton started without the detector still serves embeddings (detect then answers 503).
-    app.include_router(detect_router(settings, detector))
+    detection = detect_router(settings, detector)
+    app.include_router(detection)
 
     async def embed_body(raw: bytes) -> bytes:
         text = parse_embed_body(raw, settings.max_input_chars)
@@ -144,6 +145,7 @@ def create_app(
         routes = {
             "/v1/embed": (embed_body, embed_limit),
             "/v1/embeddings": (embeddings_body, embeddings_limit),
+            **detection.fast_routes,  # type: ignore[attr-defined]
         }
         inner = FastRoutes(inner, routes, app.exception_handlers)
     app.front = MetricsMiddleware(inner, metrics=metrics, routes=ROUTES)

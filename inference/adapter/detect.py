@@ -17,16 +17,17 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+import grpc
 import numpy as np
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import BaseModel, Field
 from starlette.responses import Response
-from tritonclient.grpc import InferInput, InferRequestedOutput
 from tritonclient.grpc.aio import InferenceServerClient
+from tritonclient.grpc.service_pb2 import ModelInferRequest
 from tritonclient.utils import InferenceServerException
 
 from inference.adapter.errors import ERRORS_DOC
-from inference.adapter.responses import OrjsonResponse
+from inference.adapter.responses import dump_json, json_bytes_response
 from inference.adapter.settings import AdapterSettings
 from inference.adapter.triton_client import (
     PROBE_TIMEOUT_S,
@@ -34,6 +35,8 @@ from inference.adapter.triton_client import (
     TritonFailure,
     TritonUnavailable,
     _raise_mapped,
+    _raise_status,
+    bytes_tensor,
     chunks,
     device_from_config,
 )
@@ -65,7 +68,7 @@ class TritonDetector(TritonConnection):
         self.timeout_s = timeout_s
         self._client: InferenceServerClient | None = None
         self._device: str | None = None
-        self._outputs = [InferRequestedOutput(PROBS)]
+        self._outputs = [ModelInferRequest.InferRequestedOutputTensor(name=PROBS)]
 
     async def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(n, len(CLASSES)) probabilities in input order."""
@@ -73,23 +76,25 @@ class TritonDetector(TritonConnection):
         return np.concatenate(parts)
 
     async def _infer(self, texts: Sequence[str]) -> np.ndarray:
-        data = np.array([t.encode("utf-8") for t in texts], dtype=np.object_).reshape(len(texts), 1)
-        text_input = InferInput("TEXT", [len(texts), 1], "BYTES")
-        text_input.set_data_from_numpy(data)
+        request = ModelInferRequest(
+            model_name=self.model,
+            inputs=[ModelInferRequest.InferInputTensor(name="TEXT", datatype="BYTES", shape=[len(texts), 1])],
+            outputs=self._outputs,
+            raw_input_contents=[bytes_tensor(texts)],
+        )
         try:
-            result = await self.client.infer(
-                self.model, [text_input], outputs=self._outputs, client_timeout=self.timeout_s
-            )
-        except InferenceServerException as exc:
+            response = await self.stub.ModelInfer(request, timeout=self.timeout_s)
+        except grpc.aio.AioRpcError as exc:
             self._device = None  # Triton may come back on another device
-            _raise_mapped(exc)
-        probs = result.as_numpy(PROBS)
-        if probs is None or probs.shape != (len(texts), len(CLASSES)):
-            shape = None if probs is None else probs.shape
+            _raise_status(str(exc.code()), exc.details() or "")
+        found = {o.name: raw for o, raw in zip(response.outputs, response.raw_output_contents, strict=False)}
+        probs = np.frombuffer(found[PROBS], dtype=np.float32) if PROBS in found else None
+        if probs is None or probs.size != len(texts) * len(CLASSES):
+            size = None if probs is None else probs.size
             raise TritonFailure(
-                f"Triton {self.model}: expected {PROBS} ({len(texts)}, {len(CLASSES)}), got {shape}"
+                f"Triton {self.model}: expected {PROBS} ({len(texts)}, {len(CLASSES)}), got {size} values"
             )
-        return probs
+        return probs.reshape(len(texts), len(CLASSES))
 
     async def device(self) -> str:
         """'cpu' or 'cuda:N' of the embedder, asked once and cached until Triton fails a request."""
@@ -212,21 +217,15 @@ def detect_router(settings: AdapterSettings, detector: TritonDetector | None = N
         probs = await triton.probabilities(texts)
         return [verdict(row) for row in probs.tolist()], endpoint_label(await triton.device())
 
-    @router.post("/v1/detect", summary="Is this text a prompt attack?", **_doc(DetectRequest, Detection))
-    async def detect(request: Request) -> Response:
+    async def detect_body(raw: bytes) -> bytes:
         started = time.perf_counter()
-        text = parse_detect_body(await read_body(request, single_limit), settings.max_input_chars)
+        text = parse_detect_body(raw, settings.max_input_chars)
         (result,), endpoint = await verdicts([text])
-        return OrjsonResponse(detection_body(result, (time.perf_counter() - started) * 1000, endpoint))
+        return dump_json(detection_body(result, (time.perf_counter() - started) * 1000, endpoint))
 
-    @router.post(
-        "/v1/detect/batch",
-        summary=f"Verdicts for up to {MAX_BATCH_TEXTS} texts, in order",
-        **_doc(BatchDetectRequest, BatchDetectResponse),
-    )
-    async def detect_batch(request: Request) -> Response:
+    async def batch_body(raw: bytes) -> bytes:
         started = time.perf_counter()
-        texts = parse_batch_body(await read_body(request, batch_limit), settings.max_input_chars)
+        texts = parse_batch_body(raw, settings.max_input_chars)
         results, endpoint = await verdicts(texts)
         elapsed_ms = (time.perf_counter() - started) * 1000
         body = {
@@ -235,6 +234,23 @@ def detect_router(settings: AdapterSettings, detector: TritonDetector | None = N
             "processing_time_ms": round(elapsed_ms, 2),
             "endpoint": endpoint,
         }
-        return OrjsonResponse(body)
+        return dump_json(body)
 
+    @router.post("/v1/detect", summary="Is this text a prompt attack?", **_doc(DetectRequest, Detection))
+    async def detect(request: Request) -> Response:
+        return json_bytes_response(await detect_body(await read_body(request, single_limit)))
+
+    @router.post(
+        "/v1/detect/batch",
+        summary=f"Verdicts for up to {MAX_BATCH_TEXTS} texts, in order",
+        **_doc(BatchDetectRequest, BatchDetectResponse),
+    )
+    async def detect_batch(request: Request) -> Response:
+        return json_bytes_response(await batch_body(await read_body(request, batch_limit)))
+
+    # The same handlers for the adapter's fast path (inference/adapter/fast_path.py).
+    router.fast_routes = {  # type: ignore[attr-defined]
+        "/v1/detect": (detect_body, single_limit),
+        "/v1/detect/batch": (batch_body, batch_limit),
+    }
     return router

@@ -1,8 +1,9 @@
-"""The hot routes without the framework: POST /v1/embed and /v1/embeddings as plain ASGI.
+"""The hot routes without the framework: POST /v1/embed, /v1/embeddings, /v1/detect and
+/v1/detect/batch as plain ASGI.
 
 Under load, a third of the adapter's Python time went to Starlette and FastAPI around the
 handler (exception middleware, router, request objects, dependency solving, query parsing;
-bench/README.md, "Where the adapter's CPU goes"). This middleware answers those two routes
+bench/README.md, "Where the adapter's CPU goes"). This middleware answers those routes
 itself: it reads the body under the same limits, calls the same handler (body bytes in, response
 bytes out) and sends the two ASGI messages. Every other request goes through FastAPI
 unchanged, and so does every error: an exception is answered by the app's own exception
