@@ -42,6 +42,8 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "ratelimit_failure_mode_deny": ("RATELIMIT_FAILURE_MODE_DENY", "false"),
     # Fused limits (docs/ratelimit.md): no ratelimit filter; the authz service decides the limits.
     "fused_limits": ("GATEWAY_FUSED_LIMITS", "false"),
+    # One JSON access-log line per request on stdout; off where a load balancer logs already.
+    "access_log": ("GATEWAY_ACCESS_LOG", "on"),
     # Slow clients: headers, then the whole request, must arrive within these (else JSON 408).
     # 30 s carries the 4 MiB body limit at ~1 Mbit/s.
     "request_headers_timeout": ("GATEWAY_REQUEST_HEADERS_TIMEOUT", "10s"),
@@ -144,7 +146,19 @@ def render(values: dict[str, str]) -> str:
     # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
     text = string.Template(TEMPLATE.read_text()).substitute(filled)
     fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")
-    return fused_limits(text) if fused else text
+    text = fused_limits(text) if fused else text
+    logged = values["access_log"].strip().lower() not in ("0", "false", "no", "off")
+    return text if logged else without_access_log(text)
+
+
+def without_access_log(text: str) -> str:
+    """The bootstrap without the public listener's access log (GATEWAY_ACCESS_LOG=off)."""
+    import yaml  # only here: the default rendering needs nothing outside the standard library
+
+    config = yaml.safe_load(text)
+    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager.pop("access_log", None)
+    return yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
 def main() -> None:

@@ -83,3 +83,16 @@ def test_sidecar_retries_never_cut_a_call_short() -> None:
     for service, timeout in calls:
         per_try = service["retry_policy"]["retry_back_off"]["max_interval"]
         assert _seconds(per_try) >= _seconds(timeout), (per_try, timeout)
+
+
+def test_access_log_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> None:
+    def manager(config: dict) -> dict:
+        return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+    assert manager(rendered())["access_log"][0]["name"] == "envoy.access_loggers.stdout"
+    quiet = rendered(access_log="off")
+    assert "access_log" not in manager(quiet)
+    assert http_filters(quiet) == http_filters(rendered())  # nothing else changes
+    config = tmp_path / "envoy.yaml"
+    config.write_text(render.render(render.values_from_env({"access_log": "off"})))
+    launcher.validate(config)
