@@ -8,12 +8,30 @@ from collections.abc import Callable
 from typing import Any
 
 
+def env_value(env: str) -> str:
+    """`env`, or when it is unset the contents of the file `<env>_FILE` names (the Docker and
+    Kubernetes secrets convention; one trailing newline dropped). '' when neither is set.
+
+    An unreadable file ends the program with a one-line error naming the variable.
+    """
+    raw = os.environ.get(env, "")
+    path = os.environ.get(f"{env}_FILE", "")
+    if raw or not path:
+        return raw
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().removesuffix("\n").removesuffix("\r")
+    except OSError as exc:
+        raise SystemExit(f"error: {env}_FILE={path!r} cannot be read: {exc.strerror or exc}") from None
+
+
 def env_default(env: str, default: Any, cast: Callable[[str], Any] = str) -> Any:
-    """The value of `env` cast with `cast`, or `default` when unset or empty.
+    """The value of `env` (or of the file `<env>_FILE` names) cast with `cast`, or `default`
+    when unset or empty.
 
     A value that does not cast ends the program with a one-line error naming the variable.
     """
-    raw = os.environ.get(env, "")
+    raw = env_value(env)
     if not raw:
         return default
     try:
@@ -35,7 +53,7 @@ def add_option(
         flag,
         default=env_default(env, default, cast),
         type=cast,
-        help=f"{help} (env {env}, default: {default})",
+        help=f"{help} (env {env} or {env}_FILE, default: {default})",
     )
 
 

@@ -35,7 +35,7 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
     names = list(PROCESSES)
     for name in DEFAULT_PORTS:
         env.setdefault(name, str(port(name)))
-    if not env.get("REDIS_URL"):
+    if not env.get("REDIS_URL") and not env.get("REDIS_URL_FILE"):
         # The services reach the embedded Valkey over a unix socket (less CPU per decision
         # than loopback TCP); its TCP port stays open for redis-cli and the readiness check.
         sock = RUN_DIR / "redis" / "valkey.sock"
@@ -45,11 +45,11 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
             env["EMBEDDED_REDIS_SOCKET"] = str(sock)
         env["EMBEDDED_REDIS"] = "1"
         names.insert(0, "redis")
-    if not env.get("DATABASE_URL"):
+    if not env.get("DATABASE_URL") and not env.get("DATABASE_URL_FILE"):
         env["DATABASE_URL"] = f"postgresql://postgres@127.0.0.1:{env['EMBEDDED_POSTGRES_PORT']}/postgres"
         env["EMBEDDED_POSTGRES"] = "1"
         names.insert(0, "postgres")
-    if not env.get("AUTHZ_ADMIN_TOKEN"):
+    if not env.get("AUTHZ_ADMIN_TOKEN") and not env.get("AUTHZ_ADMIN_TOKEN_FILE"):
         env["AUTHZ_ADMIN_TOKEN"] = secrets.token_urlsafe(24)  # lets the banner's register line work
     if not env.get("TEST_API_KEY"):
         env["TEST_API_KEY"] = keys.generate_key("sk_dev")  # a new dev key per run, as the seed does
