@@ -42,6 +42,9 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "ratelimit_failure_mode_deny": ("RATELIMIT_FAILURE_MODE_DENY", "false"),
     # Fused limits (docs/ratelimit.md): no ratelimit filter; the authz service decides the limits.
     "fused_limits": ("GATEWAY_FUSED_LIMITS", "false"),
+    # Host / :authority values served (comma-separated names, `*.example.com` wildcards); others
+    # get a JSON 421 (Misdirected Request) from Envoy itself. `*`: any.
+    "allowed_hosts": ("GATEWAY_ALLOWED_HOSTS", "*"),
     # One JSON access-log line per request on stdout; off where a load balancer logs already.
     "access_log": ("GATEWAY_ACCESS_LOG", "on"),
     # Slow clients: headers, then the whole request, must arrive within these (else JSON 408).
@@ -62,6 +65,42 @@ def cors_origin_matchers(origins: str) -> str:
     if not wanted or "*" in wanted:
         return json.dumps([{"safe_regex": {"regex": ".*"}}])
     return json.dumps([{"exact": o} for o in wanted])
+
+
+UNTRUSTED_HOST_BODY = json.dumps(
+    {"error": "Invalid host", "detail": "This gateway does not serve the host named in this request.",
+     "code": "VALIDATION_ERROR"}
+)  # fmt: skip
+EXT_AUTHZ_OFF = {
+    "envoy.filters.http.ext_authz": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+        "disabled": True,
+    }
+}
+
+
+def host_matching(hosts: str) -> tuple[str, str]:
+    """The api virtual host's domains, and a first virtual host answering every other Host with
+    a JSON 421 Misdirected Request (no key check, no route; the local-reply mappers leave 421
+    bodies alone): '' when any host is served."""
+    wanted = [h.strip().lower() for h in hosts.split(",") if h.strip()]
+    if not wanted or "*" in wanted:
+        return json.dumps(["*"]), ""
+    refuse = {
+        "name": "untrusted_host",
+        "domains": ["*"],
+        "typed_per_filter_config": EXT_AUTHZ_OFF,
+        "routes": [{
+            "match": {"prefix": "/"},
+            "direct_response": {"status": 421, "body": {"inline_string": UNTRUSTED_HOST_BODY}},
+            "response_headers_to_add": [
+                {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+                for k, v in (("content-type", "application/json"), ("x-content-type-options", "nosniff"))
+            ],
+        }],
+    }  # fmt: skip
+    # Flow style inside the template's block list (JSON is YAML).
+    return json.dumps(wanted), f"\n            - {json.dumps(refuse)}"
 
 
 def localities(primary: str, fallback: str) -> str:
@@ -143,6 +182,7 @@ def render(values: dict[str, str]) -> str:
         "cors_origin_matchers": cors_origin_matchers(values["cors_origins"]),
         "inference_localities": localities(primary, values["inference_fallback_endpoints"]),
     }
+    filled["allowed_domains"], filled["untrusted_hosts"] = host_matching(values["allowed_hosts"])
     # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
     text = string.Template(TEMPLATE.read_text()).substitute(filled)
     fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")

@@ -1,0 +1,71 @@
+"""The public edge, through a real Envoy: trusted hosts, no server banner, nosniff on every answer.
+
+Envoy alone (no sidecars, no adapter): what is checked here is decided before any upstream."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.envoy_fixtures import EnvoyUnderTest, spawn_envoy
+from tests.procs import free_port
+
+DEAD = {  # every upstream points at a port nothing listens on
+    "authz_port": str(free_port()), "ratelimit_port": str(free_port()), "authz_http_port": str(free_port()),
+    "ratelimit_http_port": str(free_port()), "adapter_port": str(free_port()),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def edge(run_dir: Path) -> Iterator[tuple[EnvoyUnderTest, EnvoyUnderTest]]:
+    """(any host served, only api.example.com and *.example.org served)."""
+    open_envoy = spawn_envoy(run_dir, "edge-any-host", DEAD, wait_ready=False)
+    strict = spawn_envoy(
+        run_dir,
+        "edge-allowed-hosts",
+        {**DEAD, "allowed_hosts": "api.example.com, *.example.org"},
+        wait_ready=False,
+    )
+    yield open_envoy, strict
+    open_envoy.proc.stop()
+    strict.proc.stop()
+
+
+def hardened(response: httpx.Response) -> None:
+    assert response.headers["x-content-type-options"] == "nosniff", response.headers
+    assert "server" not in response.headers, response.headers["server"]
+    assert response.headers["content-type"].startswith("application/json")
+
+
+def test_a_host_not_allowed_gets_json_421_before_any_key_check(edge) -> None:
+    _, strict = edge
+    for host in ("evil.example", "api.example.com.evil.example", "example.org"):
+        response = httpx.post(f"{strict.url}/v1/embed", json={"input_text": "x"}, headers={"host": host})
+        assert response.status_code == 421, (host, response.text)
+        assert response.json()["code"] == "VALIDATION_ERROR" and response.json()["error"] == "Invalid host"
+        hardened(response)
+
+
+def test_allowed_hosts_with_or_without_a_port_are_routed(edge) -> None:
+    _, strict = edge
+    for host in ("api.example.com", "api.example.com:8443", "eu.example.org", "API.EXAMPLE.COM"):
+        # Routed: no key → the (unreachable) authz service decides → fail closed, JSON 503; /ready → 503.
+        embed = httpx.post(f"{strict.url}/v1/embed", json={"input_text": "x"}, headers={"host": host})
+        assert embed.status_code == 503 and embed.json()["code"] == "SERVICE_UNAVAILABLE", (host, embed.text)
+        hardened(embed)
+        assert httpx.get(f"{strict.url}/ready", headers={"host": host}).status_code == 503
+
+
+def test_any_host_by_default_and_every_local_answer_is_hardened(edge) -> None:
+    open_envoy, _ = edge
+    missing = httpx.get(f"{open_envoy.url}/no/such/route", headers={"host": "whatever.test"})
+    assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+    hardened(missing)
+    denied = httpx.post(
+        f"{open_envoy.url}/v1/embed", json={"input_text": "x"}, headers={"host": "whatever.test"}
+    )
+    assert denied.status_code == 503
+    hardened(denied)
