@@ -45,6 +45,9 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     # Host / :authority values served (comma-separated names, `*.example.com` wildcards); others
     # get a JSON 421 (Misdirected Request) from Envoy itself. `*`: any.
     "allowed_hosts": ("GATEWAY_ALLOWED_HOSTS", "*"),
+    # Proxies in front of Envoy whose X-Forwarded-For entries are trusted (0: the TCP peer is the
+    # client, whatever a client writes in X-Forwarded-For).
+    "trusted_hops": ("GATEWAY_TRUSTED_HOPS", "0"),
     # One JSON access-log line per request on stdout; off where a load balancer logs already.
     "access_log": ("GATEWAY_ACCESS_LOG", "on"),
     # Slow clients: headers, then the whole request, must arrive within these (else JSON 408).

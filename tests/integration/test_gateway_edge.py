@@ -4,6 +4,8 @@ Envoy alone (no sidecars, no adapter): what is checked here is decided before an
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,26 @@ DEAD = {  # every upstream points at a port nothing listens on
     "authz_port": str(free_port()), "ratelimit_port": str(free_port()), "authz_http_port": str(free_port()),
     "ratelimit_http_port": str(free_port()), "adapter_port": str(free_port()),
 }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def behind_one_proxy(run_dir: Path) -> Iterator[EnvoyUnderTest]:
+    envoy = spawn_envoy(run_dir, "edge-one-trusted-hop", {**DEAD, "trusted_hops": "1"}, wait_ready=False)
+    yield envoy
+    envoy.proc.stop()
+
+
+def client_address(envoy: EnvoyUnderTest, marker: str) -> str:
+    """The client address Envoy logged for the request whose path holds `marker` (access log).
+
+    (Not a request id: Envoy does not keep an external client's x-request-id.)"""
+    deadline = time.monotonic() + 10  # access log lines are flushed every second
+    while time.monotonic() < deadline:
+        for line in envoy.access_log():
+            if marker in line:
+                return json.loads(line)["client"]
+        time.sleep(0.2)
+    raise AssertionError(f"no access log line for {marker}")
 
 
 @pytest.fixture(scope="module")
@@ -69,3 +91,14 @@ def test_any_host_by_default_and_every_local_answer_is_hardened(edge) -> None:
     )
     assert denied.status_code == 503
     hardened(denied)
+
+
+def test_a_client_cannot_choose_its_address_with_x_forwarded_for(edge, behind_one_proxy) -> None:
+    open_envoy, _ = edge
+    spoofed = {"x-forwarded-for": "203.0.113.9"}
+    httpx.get(f"{open_envoy.url}/no/such/route/spoof-direct", headers=spoofed)
+    assert client_address(open_envoy, "spoof-direct") == "127.0.0.1"  # the TCP peer: no trusted hops
+    # One trusted proxy in front: the address it appended is the client's.
+    relayed = {"x-forwarded-for": "198.51.100.7, 203.0.113.9"}
+    httpx.get(f"{behind_one_proxy.url}/no/such/route/via-proxy", headers=relayed)
+    assert client_address(behind_one_proxy, "via-proxy") == "203.0.113.9"
