@@ -7,6 +7,7 @@ No __init__.py here on purpose: `envoy` is also the package xds-protos installs.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import string
@@ -48,6 +49,10 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     # Proxies in front of Envoy whose X-Forwarded-For entries are trusted (0: the TCP peer is the
     # client, whatever a client writes in X-Forwarded-For).
     "trusted_hops": ("GATEWAY_TRUSTED_HOPS", "0"),
+    # Gateway-wide client address rules (comma-separated IPv4/IPv6 CIDRs), enforced by Envoy's RBAC
+    # filter before any sidecar call: deny wins; with an allow list, only those addresses.
+    "allow_cidrs": ("GATEWAY_ALLOW_CIDRS", ""),
+    "deny_cidrs": ("GATEWAY_DENY_CIDRS", ""),
     # One JSON access-log line per request on stdout; off where a load balancer logs already.
     "access_log": ("GATEWAY_ACCESS_LOG", "on"),
     # Slow clients: headers, then the whole request, must arrive within these (else JSON 408).
@@ -104,6 +109,46 @@ def host_matching(hosts: str) -> tuple[str, str]:
     }  # fmt: skip
     # Flow style inside the template's block list (JSON is YAML).
     return json.dumps(wanted), f"\n            - {json.dumps(refuse)}"
+
+
+RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+
+
+def cidr_ranges(cidrs: str, variable: str) -> list[dict[str, object]]:
+    """Envoy CidrRanges for comma-separated CIDRs (a bare address is a /32 or /128)."""
+    ranges = []
+    for raw in (c.strip() for c in cidrs.split(",")):
+        if not raw:
+            continue
+        try:
+            network = ipaddress.ip_network(raw, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{variable}: {raw!r} is not an IPv4/IPv6 address or CIDR ({exc})") from None
+        ranges.append({"address_prefix": str(network.network_address), "prefix_len": network.prefixlen})
+    return ranges
+
+
+def rbac_filters(allow: str, deny: str) -> str:
+    """RBAC filters (deny list first, then allow list) on the client address Envoy decided
+    (remote_ip: after GATEWAY_TRUSTED_HOPS), as block-list items for the template; '' for none."""
+    filters = []
+    for action, cidrs, variable in (
+        ("DENY", deny, "GATEWAY_DENY_CIDRS"),
+        ("ALLOW", allow, "GATEWAY_ALLOW_CIDRS"),
+    ):
+        ranges = cidr_ranges(cidrs, variable)
+        if not ranges:
+            continue
+        policy = {"permissions": [{"any": True}], "principals": [{"remote_ip": r} for r in ranges]}
+        name = f"client_{action.lower()}_list"
+        rules = {"action": action, "policies": {name: policy}}
+        filters.append(
+            {
+                "name": f"envoy.filters.http.rbac.{action.lower()}",
+                "typed_config": {"@type": RBAC, "rules": rules},
+            }
+        )
+    return "".join(f"\n          - {json.dumps(f)}" for f in filters)
 
 
 def localities(primary: str, fallback: str) -> str:
@@ -186,6 +231,7 @@ def render(values: dict[str, str]) -> str:
         "inference_localities": localities(primary, values["inference_fallback_endpoints"]),
     }
     filled["allowed_domains"], filled["untrusted_hosts"] = host_matching(values["allowed_hosts"])
+    filled["rbac_filters"] = rbac_filters(values["allow_cidrs"], values["deny_cidrs"])
     # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
     text = string.Template(TEMPLATE.read_text()).substitute(filled)
     fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")

@@ -167,7 +167,10 @@ def main(argv: list[str] | None = None) -> None:
         admin_host, admin_port = admin_address(config)
     else:
         values = renderer().values_from_env()
-        config = write_config(args.config_out, values)
+        try:
+            config = write_config(args.config_out, values)
+        except ValueError as exc:  # a setting the renderer cannot use, named in the message
+            raise SystemExit(f"envoy: {exc}") from None
         admin_host, admin_port = values["admin_host"], int(values["admin_port"])
     validate(config)
     print(f"envoy: config {config} OK, starting", flush=True)

@@ -5,6 +5,7 @@ Envoy alone (no sidecars, no adapter): what is checked here is decided before an
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import httpx
 import pytest
 
 from tests.envoy_fixtures import EnvoyUnderTest, spawn_envoy
-from tests.procs import free_port
+from tests.procs import ROOT, free_port
 
 DEAD = {  # every upstream points at a port nothing listens on
     "authz_port": str(free_port()), "ratelimit_port": str(free_port()), "authz_http_port": str(free_port()),
@@ -102,3 +103,61 @@ def test_a_client_cannot_choose_its_address_with_x_forwarded_for(edge, behind_on
     relayed = {"x-forwarded-for": "198.51.100.7, 203.0.113.9"}
     httpx.get(f"{behind_one_proxy.url}/no/such/route/via-proxy", headers=relayed)
     assert client_address(behind_one_proxy, "via-proxy") == "203.0.113.9"
+
+
+def spawn(run_dir: Path, name: str, **values: str) -> EnvoyUnderTest:
+    return spawn_envoy(run_dir, name, {**DEAD, **values}, wait_ready=False)
+
+
+def embed_from(envoy: EnvoyUnderTest, forwarded_for: str | None = None) -> httpx.Response:
+    headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
+    return httpx.post(f"{envoy.url}/v1/embed", json={"input_text": "x"}, headers=headers)
+
+
+def test_gateway_wide_allow_and_deny_lists_refuse_before_any_sidecar_call(run_dir: Path) -> None:
+    envoys = [
+        spawn(run_dir, "edge-allow-10", allow_cidrs="10.0.0.0/8"),
+        spawn(run_dir, "edge-deny-local", deny_cidrs="127.0.0.1"),
+        spawn(run_dir, "edge-deny-beats-allow", allow_cidrs="127.0.0.0/8", deny_cidrs="127.0.0.1/32"),
+        spawn(run_dir, "edge-allow-local", allow_cidrs="127.0.0.0/8, ::1"),
+    ]
+    try:
+        for envoy in envoys[:3]:
+            refused = embed_from(envoy)
+            assert refused.status_code == 403, refused.text
+            body = refused.json()
+            assert body["code"] == "PERMISSION_DENIED" and "127.0.0.1" in body["detail"]
+            hardened(refused)
+            assert envoy.stat("http.public.ext_authz.error") == 0  # ext_authz never ran
+        allowed = embed_from(envoys[3])
+        assert allowed.status_code == 503 and allowed.json()["code"] == "SERVICE_UNAVAILABLE"  # on to authz
+        assert envoys[3].stat("http.public.ext_authz.error") >= 1  # (the dead authz: the counter works)
+    finally:
+        for envoy in envoys:
+            envoy.proc.stop()
+
+
+def test_ipv6_client_ranges_through_a_trusted_proxy(run_dir: Path) -> None:
+    envoy = spawn(run_dir, "edge-allow-v6", allow_cidrs="2001:db8::/32", trusted_hops="1")
+    try:
+        assert embed_from(envoy, "2001:db8::5").status_code == 503  # allowed: on to the (dead) authz
+        refused = embed_from(envoy, "2001:dead::1")
+        assert refused.status_code == 403 and "2001:dead::1" in refused.json()["detail"]
+    finally:
+        envoy.proc.stop()
+
+
+def test_a_bad_cidr_stops_the_launcher_with_one_line_naming_the_variable(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {"GATEWAY_ALLOW_CIDRS": "10.0.0.0/33", "PATH": os.environ["PATH"]}
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.envoy", "--config-out", str(tmp_path / "envoy.yaml")],
+        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "envoy: GATEWAY_ALLOW_CIDRS: '10.0.0.0/33' is not an IPv4/IPv6 address or CIDR "
+        "('10.0.0.0/33' does not appear to be an IPv4 or IPv6 network)"
+    ]
