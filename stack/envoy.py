@@ -51,9 +51,17 @@ def envoy_binary() -> str:
 
 
 def write_config(path: Path, overrides: dict[str, str] | None = None) -> Path:
+    """Render the bootstrap to `path`; with TLS also its certificate's SDS file next to it (after
+    checking the certificate and key files: ValueError naming the variable if they are unusable)."""
     render = renderer()
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render.render(render.values_from_env(overrides)))
+    values = render.values_from_env(overrides)
+    if values["tls_cert"] or values["tls_key"]:
+        render.check_tls_files(values["tls_cert"], values["tls_key"])
+        if not values["tls_sds_path"]:
+            values["tls_sds_path"] = str(path.with_name(f"{path.stem}-tls-sds.json").resolve())
+        Path(values["tls_sds_path"]).write_text(render.tls_sds(values["tls_cert"], values["tls_key"]))
+    path.write_text(render.render(values))
     return path
 
 

@@ -30,9 +30,7 @@ def behind_one_proxy(run_dir: Path) -> Iterator[EnvoyUnderTest]:
 
 
 def client_address(envoy: EnvoyUnderTest, marker: str) -> str:
-    """The client address Envoy logged for the request whose path holds `marker` (access log).
-
-    (Not a request id: Envoy does not keep an external client's x-request-id.)"""
+    """The client address Envoy logged for the request whose path holds `marker` (access log)."""
     deadline = time.monotonic() + 10  # access log lines are flushed every second
     while time.monotonic() < deadline:
         for line in envoy.access_log():
