@@ -15,7 +15,7 @@ $(STAMP): requirements.txt requirements-services.txt requirements-dev.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m stack
+	$(BIN)/python -m stack $(ARGS)
 
 test: lint
 	$(BIN)/python -m pytest

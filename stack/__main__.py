@@ -14,6 +14,7 @@ import secrets
 import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from authz_service import keys
 from common.settings import truthy
@@ -57,6 +58,9 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
         # Fused limits: Envoy (stack.envoy) renders without its ratelimit filter and the authz
         # service decides the limits; the ratelimit service still serves GET /v1/usage.
         env["AUTHZ_FUSED_LIMITS"] = "1"
+    if env.get("INFERENCE_URL"):  # an adapter already runs elsewhere: route to it, start none
+        env["INFERENCE_ENDPOINTS"] = inference_address(env["INFERENCE_URL"])
+        names = [n for n in names if n not in ("triton", "adapter")]
     env["TRITON_GRPC_URL"] = f"127.0.0.1:{env['TRITON_GRPC_PORT']}"
     env["TRITON_METRICS_URL"] = f"http://127.0.0.1:{env['TRITON_METRICS_PORT']}/metrics"
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
@@ -65,7 +69,9 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
 
 
 def check_ports_free(env: dict[str, str], names: list[str]) -> None:
+    inference = ("ADAPTER_PORT", "TRITON_HTTP_PORT", "TRITON_GRPC_PORT", "TRITON_METRICS_PORT")
     wanted = [n for n in DEFAULT_PORTS if not n.startswith("EMBEDDED_")]
+    wanted = [n for n in wanted if "adapter" in names or n not in inference]
     wanted += [f"EMBEDDED_{s.upper()}_PORT" for s in ("redis", "postgres") if s in names]
     busy = [f"{n}={env[n]}" for n in wanted if port_in_use(int(env[n]))]
     if busy:
@@ -75,8 +81,51 @@ def check_ports_free(env: dict[str, str], names: list[str]) -> None:
         )
 
 
+# The seed's command-line options: each sets the environment variable the parts read.
+FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--host", "GATEWAY_HOST", "address of the public listener (127.0.0.1; 0.0.0.0 for every interface)"),
+    ("--port", "GATEWAY_PORT", "public port (8000)"),
+    ("--inference-url", "INFERENCE_URL",
+     "an inference adapter already running, http://HOST:PORT: Triton and the adapter are not started"),
+    ("--rate-limit-minute", "RATE_LIMIT_MINUTE", "requests per minute per key (60)"),
+    ("--rate-limit-hour", "RATE_LIMIT_HOUR", "requests per hour per key (1000)"),
+    ("--cors-origins", "CORS_ORIGINS", "allowed browser origins, comma-separated, or * (*)"),
+    ("--tls-cert", "GATEWAY_TLS_CERT", "PEM certificate: the gateway speaks HTTPS (with --tls-key)"),
+    ("--tls-key", "GATEWAY_TLS_KEY", "PEM private key of --tls-cert"),
+)  # fmt: skip
+
+
+def parse_args(argv: list[str] | None = None) -> dict[str, str]:
+    """The environment variables the given flags set (checked: a bad value is a usage error)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    for flag, variable, help in FLAGS:
+        parser.add_argument(flag, metavar=variable, help=f"{help} (env {variable})")
+    args = vars(parser.parse_args(argv))
+    chosen = {variable: args[flag[2:].replace("-", "_")] for flag, variable, _ in FLAGS}
+    chosen = {k: v for k, v in chosen.items() if v is not None}
+    for variable in ("GATEWAY_PORT", "RATE_LIMIT_MINUTE", "RATE_LIMIT_HOUR"):
+        if variable in chosen and not (chosen[variable].isdigit() and int(chosen[variable]) > 0):
+            parser.error(f"{variable}: must be a positive whole number, got {chosen[variable]!r}")
+    if "INFERENCE_URL" in chosen:
+        try:
+            inference_address(chosen["INFERENCE_URL"])
+        except ValueError as exc:
+            parser.error(str(exc))
+    return chosen
+
+
+def inference_address(url: str) -> str:
+    """host:port of an http:// adapter URL (Envoy's inference pool)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname or not parts.port:
+        raise ValueError(f"--inference-url must look like http://HOST:PORT, got {url!r}")
+    return f"{parts.hostname}:{parts.port}"
+
+
 def main(argv: list[str] | None = None) -> None:
-    argparse.ArgumentParser(prog="python -m stack", description=__doc__).parse_args(argv)
+    os.environ.update(parse_args(argv))
     env, names = stack_env()
     check_ports_free(env, names)
     RUN_DIR.mkdir(exist_ok=True)

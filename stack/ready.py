@@ -24,35 +24,48 @@ def checks() -> dict[str, Callable[[], bool]]:
         found["redis"] = lambda: tcp_open("127.0.0.1", port("EMBEDDED_REDIS_PORT"))
     if os.environ.get("EMBEDDED_POSTGRES") == "1":
         found["postgres"] = lambda: tcp_open("127.0.0.1", port("EMBEDDED_POSTGRES_PORT"))
-    found |= {
-        "triton (loading the model)": lambda: http_ok(
+    inference_url = os.environ.get("INFERENCE_URL", "").rstrip("/")
+    if inference_url:  # --inference-url: an adapter we did not start
+        found["inference adapter"] = lambda: http_ok(f"{inference_url}/ready")
+    else:
+        found["triton (loading the model)"] = lambda: http_ok(
             f"http://127.0.0.1:{port('TRITON_HTTP_PORT')}/v2/health/ready"
-        ),
-        "adapter": lambda: http_ok(f"http://127.0.0.1:{port('ADAPTER_PORT')}/ready"),
+        )
+        found["adapter"] = lambda: http_ok(f"http://127.0.0.1:{port('ADAPTER_PORT')}/ready")
+    found |= {
         "authz": lambda: grpc_serving(f"127.0.0.1:{port('AUTHZ_GRPC_PORT')}"),
         "authz http": lambda: http_ok(f"http://127.0.0.1:{port('AUTHZ_HTTP_PORT')}/health"),
         "ratelimit": lambda: grpc_serving(f"127.0.0.1:{port('RATELIMIT_GRPC_PORT')}"),
         "ratelimit http": lambda: http_ok(f"http://127.0.0.1:{port('RATELIMIT_HTTP_PORT')}/health"),
-        "envoy": lambda: http_ok(f"http://127.0.0.1:{port('GATEWAY_PORT')}/ready"),
+        # Through the admin port: the public one may speak HTTPS (--tls-cert).
+        "envoy": lambda: http_ok(f"http://127.0.0.1:{port('ENVOY_ADMIN_PORT')}/ready"),
     }
     return found
 
 
+def gateway_url() -> str:
+    """How a client on this machine reaches the gateway (scheme, host and port as configured)."""
+    scheme = "https" if os.environ.get("GATEWAY_TLS_CERT") else "http"
+    host = os.environ.get("GATEWAY_HOST", "127.0.0.1")
+    host = "localhost" if host in ("127.0.0.1", "0.0.0.0", "") else host
+    return f"{scheme}://{host}:{port('GATEWAY_PORT')}"
+
+
 def banner(elapsed: float) -> str:
-    gateway = port("GATEWAY_PORT")
+    gateway = gateway_url()
     key = os.environ.get("TEST_API_KEY", "<see the authz log line 'Dev API key'>")
     admin = os.environ.get("AUTHZ_ADMIN_TOKEN", "<AUTHZ_ADMIN_TOKEN>")
     return "\n".join([
         "",
-        f"Gateway ready on http://localhost:{gateway} (all parts up in {elapsed:.0f} s)",
+        f"Gateway ready on {gateway} (all parts up in {elapsed:.0f} s)",
         f"Dev API key: {key}",
         "Try:",
         f"  curl -H \"Authorization: Bearer {key}\" -d '{{\"input_text\":\"Hello, world!\"}}' "
-        f"localhost:{gateway}/v1/embed",
-        f"  curl -H \"Authorization: Bearer {key}\" localhost:{gateway}/v1/usage",
+        f"{gateway}/v1/embed",
+        f"  curl -H \"Authorization: Bearer {key}\" {gateway}/v1/usage",
         f"  curl -H \"X-Admin-Token: {admin}\" -d '{{\"name\":\"My App\",\"rate_limit_per_minute\":70}}' "
-        f"localhost:{gateway}/auth/register",
-        f"  curl localhost:{gateway}/health",
+        f"{gateway}/auth/register",
+        f"  curl {gateway}/health",
         "Ctrl-C stops everything.",
         "",
     ])  # fmt: skip
