@@ -112,3 +112,27 @@ def loose_ratelimit_port(run_dir: Path, redis_url: str) -> Iterator[int]:
     proc.wait_until(lambda: grpc_serving(port), 30, "serving")
     yield port
     proc.stop()
+
+
+def dead_upstreams() -> dict[str, str]:
+    """Template values pointing every upstream at a port nothing listens on (Envoy alone)."""
+    names = ("authz_port", "ratelimit_port", "authz_http_port", "ratelimit_http_port", "adapter_port")
+    return {name: str(free_port()) for name in names}
+
+
+def launcher_error(tmp_path: Path, **env: str) -> str:
+    """The one line `python -m stack.envoy` exits with under this environment (it must fail)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.procs import ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.envoy", "--config-out", str(tmp_path / "envoy.yaml")],
+        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]

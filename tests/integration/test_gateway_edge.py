@@ -5,7 +5,6 @@ Envoy alone (no sidecars, no adapter): what is checked here is decided before an
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,13 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.envoy_fixtures import EnvoyUnderTest, spawn_envoy
-from tests.procs import ROOT, free_port
+from tests.envoy_fixtures import EnvoyUnderTest, dead_upstreams, launcher_error, spawn_envoy
 
-DEAD = {  # every upstream points at a port nothing listens on
-    "authz_port": str(free_port()), "ratelimit_port": str(free_port()), "authz_http_port": str(free_port()),
-    "ratelimit_http_port": str(free_port()), "adapter_port": str(free_port()),
-}  # fmt: skip
+DEAD = dead_upstreams()
 
 
 @pytest.fixture(scope="module")
@@ -146,16 +141,7 @@ def test_ipv6_client_ranges_through_a_trusted_proxy(run_dir: Path) -> None:
 
 
 def test_a_bad_cidr_stops_the_launcher_with_one_line_naming_the_variable(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
-    env = {"GATEWAY_ALLOW_CIDRS": "10.0.0.0/33", "PATH": os.environ["PATH"]}
-    result = subprocess.run(
-        [sys.executable, "-m", "stack.envoy", "--config-out", str(tmp_path / "envoy.yaml")],
-        env=env, capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert result.returncode != 0
-    assert result.stderr.strip().splitlines() == [
+    assert launcher_error(tmp_path, GATEWAY_ALLOW_CIDRS="10.0.0.0/33") == (
         "envoy: GATEWAY_ALLOW_CIDRS: '10.0.0.0/33' is not an IPv4/IPv6 address or CIDR "
         "('10.0.0.0/33' does not appear to be an IPv4 or IPv6 network)"
-    ]
+    )

@@ -7,7 +7,6 @@ import os
 import socket
 import ssl
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.envoy_fixtures import EnvoyUnderTest, spawn_envoy
-from tests.integration.test_gateway_edge import DEAD
-from tests.procs import ROOT, free_port
+from tests.envoy_fixtures import EnvoyUnderTest, dead_upstreams, launcher_error, spawn_envoy
+from tests.procs import free_port
 
 
 def make_certificate(folder: Path, name: str, common_name: str) -> tuple[Path, Path]:
@@ -44,7 +42,7 @@ def tls(
     os.replace(cert, live / "cert.pem")
     os.replace(key, live / "key.pem")
     redirect_port = free_port()
-    values = {**DEAD, "tls_cert": str(live / "cert.pem"), "tls_key": str(live / "key.pem"),
+    values = {**dead_upstreams(), "tls_cert": str(live / "cert.pem"), "tls_key": str(live / "key.pem"),
               "http_redirect_port": str(redirect_port)}  # fmt: skip
     envoy = spawn_envoy(run_dir, "edge-tls", values, wait_ready=False)
     yield envoy, live, redirect_port
@@ -131,17 +129,6 @@ def test_a_renewed_certificate_is_served_without_a_restart(tls, tmp_path: Path) 
     else:
         raise AssertionError("Envoy still serves the old certificate")
     assert envoy.proc.popen.poll() is None  # same process
-
-
-def launcher_error(tmp_path: Path, **env: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "stack.envoy", "--config-out", str(tmp_path / "envoy.yaml")],
-        env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60, cwd=ROOT,
-    )  # fmt: skip
-    assert result.returncode != 0
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    return lines[0]
 
 
 def test_unusable_certificate_settings_stop_the_launcher_with_one_line(tmp_path: Path) -> None:
