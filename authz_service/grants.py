@@ -6,6 +6,7 @@ one dict lookup, two float comparisons, a scope test and a prebuilt response.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -15,6 +16,8 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 from authz_service import responses, scopes
 from authz_service.model import KeyRecord
 from authz_service.plans import Plans
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _epoch(moment: datetime | None) -> float | None:
@@ -31,13 +34,19 @@ class Grant:
     # For fused mode (authz_service.fused): what Envoy's rate-limit descriptor would carry.
     plan: str = ""
     own_limits: Mapping[str, int] = field(default_factory=dict)  # unit → the key's own limit
+    # Client addresses the key may be used from (empty: any). Checked on the address Envoy
+    # decided (its trusted X-Forwarded-For hops applied), never on one a client wrote.
+    networks: tuple[IPNetwork, ...] = ()
 
-    def decide(self, path: str, now: float) -> CheckResponse:
-        """The response for a request to `path` at `now` (epoch seconds) made with this key."""
+    def decide(self, path: str, now: float, client: str = "") -> CheckResponse:
+        """The response for a request to `path` at `now` (epoch seconds) made with this key from
+        the client address `client`."""
         if self.revoked_at is not None and self.revoked_at <= now:
             return responses.REVOKED_KEY
         if self.expires_at is not None and self.expires_at <= now:
             return responses.EXPIRED_KEY
+        if self.networks and not address_in(client, self.networks):
+            return responses.address_not_allowed(client)
         if self.scopes and not scopes.allows(self.scopes, path):
             return responses.forbidden(scopes.route_group(path), tuple(sorted(self.scopes)))
         return self.ok
@@ -53,7 +62,19 @@ def grant_for(record: KeyRecord, plans: Plans) -> Grant:
         ok=responses.allowed(record, limits),
         plan=record.plan,
         own_limits=own_limits(record),
+        networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in record.allowed_ips),
     )
+
+
+def address_in(client: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether `client` (an IPv4/IPv6 address; IPv4-mapped IPv6 counts as IPv4) is in a network."""
+    try:
+        address = ipaddress.ip_address(client)
+    except ValueError:
+        return False  # no usable address (a unix socket peer): an allowlisted key is refused
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
 def own_limits(record: KeyRecord) -> dict[str, int]:

@@ -30,6 +30,7 @@ class KeyRecord:
     revoked_at: datetime | None  # may lie in the future: the end of a rotation's grace period
     last_used_at: datetime | None
     replaced_by: str | None
+    allowed_ips: tuple[str, ...] = ()  # client CIDRs the key may be used from; () → any address
 
     def is_revoked(self, now: datetime | None = None) -> bool:
         return self.revoked_at is not None and self.revoked_at <= (now or datetime.now(UTC))

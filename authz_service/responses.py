@@ -82,6 +82,12 @@ def forbidden(group: str | None, scopes: tuple[str, ...]) -> CheckResponse:
     return denied(403, "Permission denied", detail, errors.PERMISSION_DENIED)
 
 
+def address_not_allowed(address: str) -> CheckResponse:
+    """403 for a key used from a client address outside its allowlist."""
+    detail = f"This API key may not be used from {address or 'an unknown address'}."
+    return denied(403, "Permission denied", detail, errors.PERMISSION_DENIED)
+
+
 def _set_header(name: str, value: str) -> HeaderValueOption:
     return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=OVERWRITE)
 

@@ -75,7 +75,8 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
             metrics.UNKNOWN.inc()
             return responses.UNKNOWN_KEY
         assert isinstance(grant, Grant)
-        response = grant.decide(http.path, time.time())
+        client = request.attributes.source.address.socket_address.address if grant.networks else ""
+        response = grant.decide(http.path, time.time(), client)
         if response is grant.ok:
             self.last_used.touch(grant.key_id)
             metrics.OK.inc()

@@ -21,8 +21,8 @@ _SELECT_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
 _SELECT_BY_ID = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
 _INSERT = f"""
     INSERT INTO api_keys (id, key_hash, display_prefix, name, owner, environment, plan,
-                          rate_limit_minute, rate_limit_hour, scopes, expires_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                          rate_limit_minute, rate_limit_hour, scopes, expires_at, allowed_ips)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::cidr[])
     RETURNING {KEY_COLUMNS}
 """
 
@@ -39,7 +39,8 @@ def new_key_id() -> str:
 
 
 def to_record(row: asyncpg.Record) -> KeyRecord:
-    return KeyRecord(**{**dict(row), "scopes": tuple(row["scopes"])})
+    allowed = tuple(str(network) for network in row["allowed_ips"])
+    return KeyRecord(**{**dict(row), "scopes": tuple(row["scopes"]), "allowed_ips": allowed})
 
 
 class PostgresKeyStore:
@@ -86,6 +87,7 @@ class PostgresKeyStore:
         scopes: Iterable[str] = (),
         expires_at: datetime | None = None,
         conn: asyncpg.Connection | None = None,
+        allowed_ips: Iterable[str] = (),
     ) -> KeyRecord:
         """Store a new key (by hash only) and return its record."""
         row = await (conn or self._pool).fetchrow(
@@ -101,6 +103,7 @@ class PostgresKeyStore:
             rate_limit_hour,
             list(scopes),
             expires_at,
+            list(allowed_ips),
         )
         return to_record(row)
 
@@ -157,7 +160,7 @@ class PostgresKeyStore:
             new_key = keys.generate_key(keys.prefix_for(old.environment))
             new = await self.create_key(
                 new_key, old.name, old.owner, old.plan, old.rate_limit_minute, old.rate_limit_hour,
-                old.scopes, old.expires_at, conn,
+                old.scopes, old.expires_at, conn, old.allowed_ips,
             )  # fmt: skip
             row = await conn.fetchrow(
                 f"UPDATE api_keys SET replaced_by = $2, revoked_at = now() + $3::interval"

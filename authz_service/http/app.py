@@ -48,6 +48,7 @@ def key_info(record: KeyRecord, plans: Plans) -> dict[str, Any]:
         "id": record.id, "prefix": record.display_prefix, "name": record.name, "owner": record.owner,
         "environment": record.environment, "plan": record.plan, "rate_limit_per_minute": limits.per_minute,
         "rate_limit_per_hour": limits.per_hour, "scopes": list(record.scopes),
+        "allowed_ips": list(record.allowed_ips),
         "created_at": record.created_at, "expires_at": record.expires_at,
     }  # fmt: skip
 
@@ -160,7 +161,7 @@ def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
         expires_at = datetime.now(UTC) + parse_duration(body.expires_in) if body.expires_in else None
         record = await state["store"].create_key(
             key, body.name, body.owner or body.name, plan, body.rate_limit_per_minute,
-            body.rate_limit_per_hour, body.scopes, expires_at,
+            body.rate_limit_per_hour, body.scopes, expires_at, allowed_ips=body.allowed_ips,
         )  # fmt: skip
         REGISTRATIONS.labels(by).inc()
         payload = RegisterResponse(api_key=key, **key_info(record, plans))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import datetime
 from typing import Literal
 
@@ -13,6 +14,17 @@ from authz_service.durations import parse_duration
 INT4_MAX = 2**31 - 1  # the key store's limit columns are Postgres `integer`
 
 Label = Field(min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f]+$")
+
+
+MAX_ALLOWED_NETWORKS = 64
+
+
+def network_text(raw: str) -> str:
+    """An IPv4/IPv6 address or CIDR in canonical form ('10.1.2.3' → '10.1.2.3/32')."""
+    try:
+        return str(ipaddress.ip_network(raw.strip(), strict=False))
+    except ValueError:
+        raise ValueError(f"{raw!r} is not an IPv4/IPv6 address or CIDR") from None
 
 
 class RegisterRequest(BaseModel):
@@ -30,6 +42,16 @@ class RegisterRequest(BaseModel):
     scopes: list[str] = Field(default_factory=list, description=f"route groups {scopes.SCOPES}; [] = all")
     environment: Literal["live", "test", "dev"] = "live"
     expires_in: str | None = Field(default=None, description="lifetime such as 30d or 12h; default: never")
+    allowed_ips: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_ALLOWED_NETWORKS,
+        description="client IPv4/IPv6 addresses or CIDRs the key may be used from; [] = any",
+    )
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def valid_networks(cls, value: list[str]) -> list[str]:
+        return [network_text(item) for item in value]
 
     @field_validator("scopes")
     @classmethod
@@ -54,6 +76,7 @@ class KeyInfo(BaseModel):
     rate_limit_per_minute: int = Field(description="effective: the key's own limit or its plan's")
     rate_limit_per_hour: int
     scopes: list[str] = Field(description="[] = every route group")
+    allowed_ips: list[str] = Field(default_factory=list, description="client networks allowed; [] = any")
     created_at: datetime
     expires_at: datetime | None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,13 @@ def _duration(text: str) -> timedelta:
         return parse_duration(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _network(text: str) -> str:
+    try:
+        return str(ipaddress.ip_network(text.strip(), strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4/IPv6 address or CIDR") from None
 
 
 def _scopes(text: str) -> tuple[str, ...]:
@@ -89,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     generate.add_argument("--rate-limit-hour", type=positive_int, help="own per-hour limit (default: plan's)")
     generate.add_argument("--expires-in", type=_duration, help="lifetime, e.g. 30d, 12h (default: never)")
+    generate.add_argument(
+        "--allow-ip", type=_network, action="append", default=[], metavar="CIDR",
+        help="a client address or network the key may be used from (IPv4/IPv6; repeatable; default: any); "
+        "kept across rotate",
+    )  # fmt: skip
     groups = ", ".join(scopes.SCOPES)
     generate.add_argument(
         "--scopes", type=_scopes, default=(), help=f"comma-separated route groups ({groups}); default: all"
@@ -131,7 +144,7 @@ async def generate(store: PostgresKeyStore, args: argparse.Namespace) -> dict:
     expires_at = datetime.now(UTC) + args.expires_in if args.expires_in else None
     record = await store.create_key(
         key, args.name, args.owner or args.name, plan, args.rate_limit_minute, args.rate_limit_hour,
-        args.scopes, expires_at,
+        args.scopes, expires_at, allowed_ips=args.allow_ip,
     )  # fmt: skip
     return {"api_key": key, **render.key_dict(record, plans)}
 

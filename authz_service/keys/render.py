@@ -25,6 +25,7 @@ def key_dict(record: KeyRecord, plans: Plans) -> dict[str, Any]:
         "rate_limit_per_minute": limits.per_minute,
         "rate_limit_per_hour": limits.per_hour,
         "scopes": list(record.scopes),
+        "allowed_ips": list(record.allowed_ips),
         "status": str(record.status()),
         "created_at": _when(record.created_at),
         "expires_at": record.expires_at and _when(record.expires_at),
@@ -42,6 +43,7 @@ def _details(key: dict[str, Any]) -> list[str]:
         f"name     {key['name']} (owner {key['owner']})",
         f"plan     {key['plan']} ({key['rate_limit_per_minute']}/minute, {key['rate_limit_per_hour']}/hour)",
         f"scopes   {scopes}",
+        f"from     {', '.join(key['allowed_ips']) or 'any address'}",
         f"expires  {key['expires_at'] or 'never'}",
     ]
 

@@ -201,3 +201,26 @@ def test_key_status() -> None:
 def test_grant_response_is_built_once() -> None:
     grant = grant_for(record(), PLANS)
     assert grant.decide("/v1/embed", 0.0) is grant.decide("/v1/embeddings", 0.0) is grant.ok
+
+
+@pytest.mark.parametrize(
+    ("client", "allowed"),
+    [
+        ("10.1.2.3", True),
+        ("11.0.0.1", False),
+        ("::ffff:10.9.9.9", True),  # an IPv4 client seen through an IPv6 socket
+        ("2001:db8::7", True),
+        ("2001:db9::7", False),
+        ("", False),  # no usable address (e.g. a unix socket peer): refused, not waved through
+        ("not-an-address", False),
+    ],
+)
+def test_an_allowlisted_key_is_checked_against_the_client_address(client: str, allowed: bool) -> None:
+    grant = grant_for(record(allowed_ips=("10.0.0.0/8", "2001:db8::/32")), PLANS)
+    response = grant.decide("/v1/embed", NOW.timestamp(), client)
+    if allowed:
+        assert response is grant.ok
+    else:
+        assert response.status.code != 0 and b"PERMISSION_DENIED" in response.denied_response.body.encode()
+    anywhere = grant_for(record(), PLANS)
+    assert anywhere.decide("/v1/embed", NOW.timestamp(), client) is anywhere.ok
