@@ -132,7 +132,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"stack: starting {', '.join(names)} (logs below, prefixed by process)", flush=True)
     honcho = str(Path(sys.executable).parent / "honcho")
     os.chdir(ROOT)
-    os.execve(honcho, [honcho, "-f", str(ROOT / "Procfile"), "-d", str(ROOT), "start", *names], env)
+    # No env file: honcho would read the repo's .env, which `make compose-up` writes for compose.
+    no_env_file = ["-e", os.devnull]
+    os.execve(
+        honcho, [honcho, "-f", str(ROOT / "Procfile"), "-d", str(ROOT), *no_env_file, "start", *names], env
+    )
 
 
 if __name__ == "__main__":
