@@ -10,10 +10,12 @@ through Envoy (it binds 127.0.0.1 by default).
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pydantic
@@ -36,6 +38,7 @@ from common import errors
 log = logging.getLogger("authz_service.http")
 
 OPENAPI_URL = "/auth/openapi.json"
+GATEWAY_OPENAPI = Path(__file__).with_name("gateway_openapi.json")
 KEY_ID_HEADER = "x-gateway-key-id"
 ADMIN_TOKEN_HEADER = "x-admin-token"
 REGISTRATIONS = Counter("authz_registrations", "keys created through POST /auth/register", ["by"])
@@ -199,13 +202,20 @@ def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    # The same docs at the usual paths, for callers of this port directly.
+    # The gateway's one public document (all services' routes, made by `python -m stack.openapi`),
+    # which Envoy routes /docs, /redoc and /openapi.json of the public port to.
+    gateway_document = json.loads(GATEWAY_OPENAPI.read_text())
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def gateway_openapi() -> JSONResponse:
+        return JSONResponse(gateway_document)
+
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=OPENAPI_URL, title=f"{app.title} - Swagger UI")
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Inference gateway - Swagger UI")
 
     @app.get("/redoc", include_in_schema=False)
     async def redoc() -> HTMLResponse:
-        return get_redoc_html(openapi_url=OPENAPI_URL, title=f"{app.title} - ReDoc")
+        return get_redoc_html(openapi_url="/openapi.json", title="Inference gateway - ReDoc")
 
     return app
