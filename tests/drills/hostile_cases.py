@@ -97,6 +97,15 @@ CASES = [
     Case("unknown method", lambda k: request(b"BREW", EMBED, [bearer(k)]), True),
     Case("spoofed key id, no key", lambda k: embed([(b"X-Gateway-Key-Id", b"1"), (b"X-Gateway-Plan", b"pro")])),
     Case("spoofed x-forwarded-for, no key", lambda k: embed([(b"X-Forwarded-For", b"127.0.0.1")])),
+    # The public edge (trusted hops, hosts): a client cannot pick its address or bend routing.
+    Case("forwarded-for chain with IPv6 and junk, no key",
+         lambda k: embed([(b"X-Forwarded-For", b"::1, 10.0.0.1, not-an-ip, " + b"9" * 300)])),
+    Case("spoofed envoy address headers, with key",
+         lambda k: embed([bearer(k), (b"X-Envoy-External-Address", b"10.0.0.1"), (b"X-Real-IP", b"10.0.0.1")]),
+         True),
+    Case("second Host header, with key", lambda k: embed([bearer(k), (b"Host", b"evil.example")]), True),
+    Case("host with port and capitals, with key", lambda k: embed([bearer(k)]).replace(
+        b"Host: gateway", b"Host: GATEWAY:8443", 1), True),
     # Path tricks: none may reach Envoy admin or a keyed route without a key.
     Case("dot-dot to admin", lambda k: request(b"GET", b"/v1/../admin")),
     Case("dot-dot to stats", lambda k: request(b"GET", b"/v1/../stats")),
