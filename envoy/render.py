@@ -329,8 +329,7 @@ def render(values: dict[str, str]) -> str:
     text = string.Template(TEMPLATE.read_text()).substitute(filled)
     fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")
     text = fused_limits(text) if fused else text
-    logged = values["access_log"].strip().lower() not in ("0", "false", "no", "off")
-    text = text if logged else without_access_log(text)
+    text = with_access_log(text, values["access_log"])
     if values["tls_cert"] or values["tls_key"]:
         if not values["tls_cert"] or not values["tls_key"]:
             raise ValueError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both or neither")
@@ -340,13 +339,32 @@ def render(values: dict[str, str]) -> str:
     return text
 
 
-def without_access_log(text: str) -> str:
-    """The bootstrap without the public listener's access log (GATEWAY_ACCESS_LOG=off)."""
+# GATEWAY_ACCESS_LOG=compact: one short line per client request for a console (make run).
+COMPACT_LOG = (
+    "%START_TIME(%H:%M:%S)% %REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% -> %RESPONSE_CODE% "
+    "%DURATION%ms flags=%RESPONSE_FLAGS% client=%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT% "
+    "key=%REQ(X-GATEWAY-KEY-ID)%\n"
+)
+
+
+def with_access_log(text: str, mode: str) -> str:
+    """The public listener's access log as GATEWAY_ACCESS_LOG asks: on (JSON lines, the
+    default), compact (one short text line per request) or off."""
+    choice = mode.strip().lower()
+    if choice in ("1", "true", "yes", "on", "json"):
+        return text
+    if choice not in ("0", "false", "no", "off", "compact"):
+        raise ValueError(f"GATEWAY_ACCESS_LOG must be on, compact or off, got {mode!r}")
     import yaml  # only here: the default rendering needs nothing outside the standard library
 
     config = yaml.safe_load(text)
     manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    manager.pop("access_log", None)
+    if choice == "compact":
+        log_format = manager["access_log"][0]["typed_config"]["log_format"]
+        log_format.pop("json_format")
+        log_format["text_format_source"] = {"inline_string": COMPACT_LOG}
+    else:
+        manager.pop("access_log", None)
     return yaml.safe_dump(config, sort_keys=False, width=1000)
 
 

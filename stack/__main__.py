@@ -65,6 +65,9 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
     env["TRITON_METRICS_URL"] = f"http://127.0.0.1:{env['TRITON_METRICS_PORT']}/metrics"
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env["PYTHONUNBUFFERED"] = "1"
+    # One short line per client request on the console (probes are never logged); JSON lines
+    # remain the default everywhere else (compose, Kubernetes) and with GATEWAY_ACCESS_LOG=on.
+    env.setdefault("GATEWAY_ACCESS_LOG", "compact")
     return env, names
 
 

@@ -96,3 +96,18 @@ def test_access_log_is_on_by_default_and_can_be_turned_off(tmp_path: Path) -> No
     config = tmp_path / "envoy.yaml"
     config.write_text(render.render(render.values_from_env({"access_log": "off"})))
     launcher.validate(config)
+
+
+def test_compact_access_log_is_one_short_text_line_and_bad_modes_are_refused(tmp_path: Path) -> None:
+    def log_format(config: dict) -> dict:
+        manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        return manager["access_log"][0]["typed_config"]["log_format"]
+
+    compact = log_format(rendered(access_log="compact"))
+    assert "json_format" not in compact
+    assert compact["text_format_source"]["inline_string"].startswith("%START_TIME(%H:%M:%S)% %REQ(:METHOD)%")
+    config = tmp_path / "envoy.yaml"
+    config.write_text(render.render(render.values_from_env({"access_log": "compact"})))
+    launcher.validate(config)
+    with pytest.raises(ValueError, match="GATEWAY_ACCESS_LOG must be on, compact or off"):
+        rendered(access_log="loud")

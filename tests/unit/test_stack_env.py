@@ -67,3 +67,12 @@ def test_the_banner_names_the_gateway_as_configured(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("GATEWAY_TLS_CERT", "/certs/cert.pem")
     assert ready.gateway_url() == "https://localhost:8443"
     assert "https://localhost:8443/v1/embed" in ready.banner(3.0)
+
+
+def test_make_run_logs_one_short_line_per_request_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("GATEWAY_ACCESS_LOG", raising=False)
+    assert stack_env()[0]["GATEWAY_ACCESS_LOG"] == "compact"
+    monkeypatch.setenv("GATEWAY_ACCESS_LOG", "on")
+    assert stack_env()[0]["GATEWAY_ACCESS_LOG"] == "on"
