@@ -127,10 +127,12 @@ def gateway(
     authz_ports: list[int],
     ratelimit_ports: list[int],
     fused: bool = False,
+    tls: tuple[Path, Path] | None = None,
 ) -> Path:
     """The project's template, every sidecar process as one endpoint of its cluster.
 
     `fused`: rendered in fused mode (no ratelimit filter; the authz service decides the limits).
+    `tls`: (certificate, key) PEM files: the public listener speaks HTTPS.
 
     Separate ports, not SO_REUSEPORT: Envoy keeps few long-lived HTTP/2 connections, so a
     shared port balances connections rather than calls (shared/notes/performance.md).
@@ -143,6 +145,8 @@ def gateway(
         "inference_endpoints": f"127.0.0.1:{upstream_port}",
         "fused_limits": "true" if fused else "false",
     }
+    if tls is not None:  # HTTPS on the public listener: (certificate, key) files
+        overrides["tls_cert"], overrides["tls_key"] = str(tls[0]), str(tls[1])
     if ratelimit_ports:
         overrides["ratelimit_port"] = str(ratelimit_ports[0])
     envoy_launcher.write_config(path, overrides)

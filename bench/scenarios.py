@@ -8,6 +8,7 @@ gateway) lives in that setup's own Launcher and stops when its cells are done.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property
@@ -80,6 +81,7 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("fastapi-memory", "FastAPI, memory windows", "proxy", "fastapi-memory", C3),
     Scenario("fastapi-redis", "FastAPI, Redis windows", "proxy", "fastapi-redis", C3),
     Scenario("standard-2proc", "gateway, 2 procs/sidecar", "scaling", "standard-2proc", (16,), calls=BOTH),
+    Scenario("standard-tls", "gateway over TLS (keep-alive)", "scaling", "standard-tls", (16,), calls=BOTH),
     Scenario("standard-1k-keys", "gateway, 1k keys", "scaling", "standard", (16,), 1_000, calls=BOTH),
     Scenario("standard-100k-keys", "gateway, 100k keys", "scaling", "standard", (16,), 100_000, calls=BOTH),
     Scenario(
@@ -183,25 +185,44 @@ def _simple_envoy(build: Callable[[int, int, int], dict]) -> Setup:
 Ports = Callable[[Shared, Launcher], list[int]]
 
 
-def _gateway(authz: Ports, ratelimit: Ports, upstream: Callable[[Shared], int], fused: bool = False) -> Setup:
-    """The project's Envoy template; `fused`: rendered without the ratelimit filter (no ratelimit ports)."""
+def _gateway(
+    authz: Ports, ratelimit: Ports, upstream: Callable[[Shared], int], fused: bool = False, tls: bool = False
+) -> Setup:
+    """The project's Envoy template; `fused`: rendered without the ratelimit filter (no ratelimit
+    ports); `tls`: HTTPS on the public listener with a self-signed certificate (wrk does not verify)."""
 
     def setup(shared: Shared, own: Launcher) -> Target:
         port, admin = free_port(), free_port()
         authz_ports, ratelimit_ports = authz(shared, own), ratelimit(shared, own)
         path = own.run_dir / "envoy.yaml"
-        envoy_configs.gateway(path, port, admin, upstream(shared), authz_ports, ratelimit_ports, fused)
-        url, admin_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin}"
+        certificate = self_signed(own.run_dir) if tls else None
+        envoy_configs.gateway(
+            path, port, admin, upstream(shared), authz_ports, ratelimit_ports, fused, certificate
+        )
+        url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+        admin_url = f"http://127.0.0.1:{admin}"
         sidecars = {"authz"} if fused else {"authz", "ratelimit"}
 
         def ready() -> bool:
             healthy = clusters_healthy(admin_url, {*sidecars, "inference_adapter"})
-            return healthy and http_ok(f"{url}/ready")
+            # Over TLS the public /ready would need the self-signed certificate: Envoy's admin says.
+            return healthy and http_ok(f"{admin_url}/ready" if tls else f"{url}/ready")
 
         own.envoy("envoy", path, ready)
         return Target(url, admin_url)
 
     return setup
+
+
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A throwaway certificate for 127.0.0.1 and its key (openssl CLI)."""
+    cert, key = folder / "tls-cert.pem", folder / "tls-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+         "-out", str(cert), "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
 
 
 def _fastapi(store: str) -> Setup:
@@ -248,6 +269,7 @@ SETUPS: dict[str, Setup] = {
     "noop-both": _gateway(_noop("authz"), _noop("ratelimit"), _upstream),
     "standard": _gateway(_real(1, 0), _real(1, 1), _upstream),
     "standard-2proc": _gateway(_real(2, 0), _real(2, 1), _upstream),
+    "standard-tls": _gateway(_real(1, 0), _real(1, 1), _upstream, tls=True),
     "fused": _gateway(_fused_authz, _no_ports, _upstream, fused=True),
     "fastapi-memory": _fastapi("memory"),
     "fastapi-redis": _fastapi("redis"),

@@ -75,6 +75,8 @@ TARGETS: tuple[Target, ...] = (
     Target("embeddings, 16 texts/request",
            "texts/s through the gateway >= 0.97x Triton direct, 16 texts per request, c=8",
            "gateway-embed-16", "triton-direct-16", 8, "rps", 0.97),
+    Target("TLS vs plain HTTP", "standard path over TLS (keep-alive) >= 0.9x the same in plain HTTP at c=16",
+           "standard-tls", "standard", 16, "rps", 0.9),
     Target("embed added p50 at c=1", "gateway /v1/embed p50 - Triton direct p50 <= 3 ms at c=1",
            "gateway-embed", "triton-direct", 1, "p50", 3.0, higher_is_better=False),
 )  # fmt: skip
