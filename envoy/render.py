@@ -13,6 +13,7 @@ import os
 import ssl
 import string
 from pathlib import Path
+from typing import Any
 
 TEMPLATE = Path(__file__).with_name("envoy.yaml.tmpl")
 
@@ -199,12 +200,9 @@ def tls_sds(cert: str, key: str) -> str:
     return json.dumps({"resources": [secret]}, indent=2)
 
 
-def with_tls(text: str, values: dict[str, str]) -> str:
+def with_tls(config: dict[str, Any], values: dict[str, str]) -> None:
     """HTTPS on the public listener (TLS 1.2+, ALPN h2 and http/1.1, HSTS), and optionally a
-    plain-HTTP listener that only redirects to it."""
-    import yaml  # only here: the default rendering needs nothing outside the standard library
-
-    config = yaml.safe_load(text)
+    plain-HTTP listener that only redirects to it (the bootstrap changed in place)."""
     listeners = config["static_resources"]["listeners"]
     chain = listeners[0]["filter_chains"][0]
     sds = {"name": TLS_SECRET, "sds_config": {"path_config_source": {"path": values["tls_sds_path"]},
@@ -220,7 +218,7 @@ def with_tls(text: str, values: dict[str, str]) -> str:
             },
         },
     }
-    route_config = chain["filters"][0]["typed_config"]["route_config"]
+    route_config = public_manager(config)["route_config"]
     route_config["response_headers_to_add"].append({
         "header": {"key": "strict-transport-security", "value": "max-age=31536000"},
         "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
@@ -241,7 +239,6 @@ def with_tls(text: str, values: dict[str, str]) -> str:
             "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
                                             "typed_config": manager}]}],
         })  # fmt: skip
-    return yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
 def localities(primary: str, fallback: str) -> str:
@@ -259,25 +256,27 @@ def localities(primary: str, fallback: str) -> str:
     return json.dumps(pools)
 
 
+def public_manager(config: dict[str, Any]) -> dict[str, Any]:
+    """The public listener's HTTP connection manager in a parsed bootstrap."""
+    return config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
 # Fused mode: the ext_authz context extension naming a rate-limited route (authz_service/fused.py).
 FUSED_ROUTE_EXTENSION = "rate_limit_route"
 EXT_AUTHZ, RATELIMIT = "envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit"
 EXT_AUTHZ_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 
 
-def fused_limits(text: str) -> str:
-    """The rendered bootstrap for fused mode: one sidecar call per request instead of two.
+def fused_limits(config: dict[str, Any]) -> None:
+    """Make the bootstrap (in place) fused mode: one sidecar call per request instead of two.
 
     Drops the ratelimit HTTP filter and its gRPC cluster; each route's `rate_limits` become the
     ext_authz context extension `rate_limit_route: <the generic_key value>`, which tells the authz
     service to charge that route's descriptor. The ratelimit store-down mapper now matches the
     authz service's metadata. /v1/usage still goes to the ratelimit service's HTTP port.
     """
-    import yaml  # only here: the default rendering needs nothing outside the standard library
-
-    config = yaml.safe_load(text)
     resources = config["static_resources"]
-    manager = resources["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager = public_manager(config)
     filters = {f["name"]: f["typed_config"] for f in manager["http_filters"]}
     # A Check now charges quota: retry it only where the ratelimit filter retried (never after a
     # reset, which may come after the call was counted).
@@ -304,7 +303,6 @@ def fused_limits(text: str) -> str:
         matcher = mapper["filter"].get("metadata_filter", {}).get("matcher", {})
         if matcher.get("filter") == RATELIMIT:
             matcher["filter"] = EXT_AUTHZ
-    return yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
 def values_from_env(overrides: dict[str, str] | None = None) -> dict[str, str]:
@@ -328,15 +326,25 @@ def render(values: dict[str, str]) -> str:
     # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
     text = string.Template(TEMPLATE.read_text()).substitute(filled)
     fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")
-    text = fused_limits(text) if fused else text
-    text = with_access_log(text, values["access_log"])
-    if values["tls_cert"] or values["tls_key"]:
+    access_log = access_log_mode(values["access_log"])
+    tls = bool(values["tls_cert"] or values["tls_key"])
+    if tls:
         if not values["tls_cert"] or not values["tls_key"]:
             raise ValueError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both or neither")
         if not values["tls_sds_path"]:
             raise ValueError("GATEWAY_TLS_SDS_PATH: where to write the certificate's SDS file is not set")
-        text = with_tls(text, values)
-    return text
+    if not fused and access_log == "on" and not tls:
+        return text  # the template as written
+    # The rest is easier on the parsed bootstrap: parse once, change, write once.
+    import yaml  # only here: the default rendering needs nothing outside the standard library
+
+    config = yaml.safe_load(text)
+    if fused:
+        fused_limits(config)
+    with_access_log(config, access_log)
+    if tls:
+        with_tls(config, values)
+    return yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
 # GATEWAY_ACCESS_LOG=compact: one short line per client request for a console (make run).
@@ -347,25 +355,28 @@ COMPACT_LOG = (
 )
 
 
-def with_access_log(text: str, mode: str) -> str:
-    """The public listener's access log as GATEWAY_ACCESS_LOG asks: on (JSON lines, the
-    default), compact (one short text line per request) or off."""
+def access_log_mode(mode: str) -> str:
+    """GATEWAY_ACCESS_LOG as one of on (JSON lines, the default), compact (one short text line
+    per request) or off."""
     choice = mode.strip().lower()
     if choice in ("1", "true", "yes", "on", "json"):
-        return text
-    if choice not in ("0", "false", "no", "off", "compact"):
-        raise ValueError(f"GATEWAY_ACCESS_LOG must be on, compact or off, got {mode!r}")
-    import yaml  # only here: the default rendering needs nothing outside the standard library
-
-    config = yaml.safe_load(text)
-    manager = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        return "on"
+    if choice in ("0", "false", "no", "off"):
+        return "off"
     if choice == "compact":
+        return choice
+    raise ValueError(f"GATEWAY_ACCESS_LOG must be on, compact or off, got {mode!r}")
+
+
+def with_access_log(config: dict[str, Any], mode: str) -> None:
+    """The public listener's access log made compact or removed (the bootstrap changed in place)."""
+    manager = public_manager(config)
+    if mode == "compact":
         log_format = manager["access_log"][0]["typed_config"]["log_format"]
         log_format.pop("json_format")
         log_format["text_format_source"] = {"inline_string": COMPACT_LOG}
-    else:
+    elif mode == "off":
         manager.pop("access_log", None)
-    return yaml.safe_dump(config, sort_keys=False, width=1000)
 
 
 def main() -> None:

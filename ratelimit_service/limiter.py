@@ -15,7 +15,7 @@ from typing import Any
 
 from ratelimit_service import metrics
 from ratelimit_service.backoff import progressive_retry_after
-from ratelimit_service.config.model import OVERRIDE_PREFIX, DomainConfig, RateLimitConfig, Rule
+from ratelimit_service.config.model import OVERRIDE_PREFIX, DomainConfig, RateLimitConfig, Rule, composite_key
 from ratelimit_service.local_cache import OverLimitCache
 from ratelimit_service.store.base import ALGORITHM_CODES, StoreWindow, WindowStore
 from ratelimit_service.windows import UNIT_SECONDS, Decision, Window, WindowOutcome, safe_retry_after_ms
@@ -352,4 +352,4 @@ class Limiter:
 
 def stat_key(domain: str, entries: Sequence[tuple[str, str]]) -> str:
     """envoyproxy/ratelimit's stats key for a descriptor limited by Envoy's `limit` field."""
-    return ".".join([domain, *(f"{k}_{v}" if v else k for k, v in entries)])
+    return ".".join([domain, *(composite_key(k, v) for k, v in entries)])
