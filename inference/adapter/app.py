@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from inference.adapter.detect import TritonDetector, detect_router
 from inference.adapter.errors import ERRORS_DOC, install_error_handlers, unavailable
-from inference.adapter.fast_path import AdapterApp, ASGIApp, FastRoutes
+from inference.adapter.fast_path import AdapterApp, ASGIApp, FastRoutes, read_body
 from inference.adapter.health import fetch_queue_size, health_body, package_version
 from inference.adapter.metrics import AdapterMetrics, MetricsMiddleware
 from inference.adapter.openai_compat import check_dimensions, parse_embeddings_body
@@ -29,7 +29,7 @@ from inference.adapter.schemas import (
 )
 from inference.adapter.settings import AdapterSettings
 from inference.adapter.triton_client import TritonEmbedder
-from inference.adapter.validation import InvalidRequest, check_body_size, max_body_bytes, parse_embed_body
+from inference.adapter.validation import max_body_bytes, parse_embed_body
 
 METRICS_TIMEOUT_S = 0.5
 ROUTES = ("/v1/embed", "/v1/embeddings", "/v1/detect", "/v1/detect/batch", "/health", "/ready", "/metrics")
@@ -42,21 +42,6 @@ def _json_body(model: type) -> dict[str, object]:
             "required": True,
         }
     }
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past `limit` bytes, whether or not a Content-Length was declared."""
-    declared = request.headers.get("content-length")
-    check_body_size(declared, limit)
-    if declared:
-        return await request.body()  # the server reads no more than the declared length
-    parts, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise InvalidRequest(f"request body exceeds the limit of {limit} bytes", status=413)
-        parts.append(chunk)
-    return b"".join(parts)
 
 
 def create_app(

@@ -27,6 +27,7 @@ from tritonclient.grpc.service_pb2 import ModelInferRequest
 from tritonclient.utils import InferenceServerException
 
 from inference.adapter.errors import ERRORS_DOC
+from inference.adapter.fast_path import read_body
 from inference.adapter.responses import dump_json, json_bytes_response
 from inference.adapter.settings import AdapterSettings
 from inference.adapter.triton_client import (
@@ -195,8 +196,6 @@ def _doc(request_model: type[BaseModel], response_model: type[BaseModel]) -> dic
 
 def detect_router(settings: AdapterSettings, detector: TritonDetector | None = None) -> APIRouter:
     """The two routes; `detector` is injectable for tests (default: a client for settings' Triton)."""
-    from inference.adapter.app import read_body  # app.py includes this router: import at call time
-
     triton = detector or TritonDetector(
         settings.triton_grpc_url, embedder=settings.model, timeout_s=settings.request_timeout
     )

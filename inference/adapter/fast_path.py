@@ -50,6 +50,11 @@ async def read_limited(scope: dict[str, Any], receive: Any, limit: int) -> bytes
     return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
+async def read_body(request: Request, limit: int) -> bytes:
+    """The same, for a framework route."""
+    return await read_limited(request.scope, request.receive, limit)
+
+
 class FastRoutes:
     """ASGI middleware: `routes` maps a POST path to (handler, body limit)."""
 
