@@ -97,12 +97,8 @@ class Compose:
             raise RuntimeError(f"compose {' '.join(args)} failed ({result.returncode}) {detail}")
         return result.stdout or ""
 
-    def settings(self) -> dict[str, str]:
-        return read_env_file(self.env_file)
-
-    def container_ids(self, service: str, everything: bool = False) -> list[str]:
-        args = ["ps", "-q", *(["-a"] if everything else []), service]
-        return self.run(*args, capture=True).split()
+    def container_ids(self, service: str) -> list[str]:
+        return self.run("ps", "-q", service, capture=True).split()
 
     def gateway_url(self) -> str:
         """The host address compose published Envoy's port 8000 on."""

@@ -179,13 +179,6 @@ def prepare_local(with_prometheus: bool = False) -> None:
             build_local(image)
 
 
-def image_size(tag: str) -> int:
-    result = subprocess.run(
-        [DOCKER, "image", "inspect", "-f", "{{.Size}}", tag], capture_output=True, text=True
-    )
-    return int(result.stdout.strip() or 0)
-
-
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
