@@ -31,6 +31,12 @@ class KeyRecord:
     last_used_at: datetime | None
     replaced_by: str | None
     allowed_ips: tuple[str, ...] = ()  # client CIDRs the key may be used from; () → any address
+    # The request-signing secret, sealed (authz_service.sealing); None: requests need no signature.
+    signing_secret_enc: bytes | None = None
+
+    @property
+    def signing(self) -> bool:
+        return self.signing_secret_enc is not None
 
     def is_revoked(self, now: datetime | None = None) -> bool:
         return self.revoked_at is not None and self.revoked_at <= (now or datetime.now(UTC))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from authz_service.plans import Plans, PlansError, load_plans
+from authz_service.sealing import MASTER_KEY_ENV, SealingError, SecretBox, box_from_setting
 from common.settings import add_option, positive_int
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5442/postgres"
@@ -63,4 +64,22 @@ def plans_from_args(args: argparse.Namespace, prog: str) -> Plans:
     try:
         return load_plans(args.plans_file, args.rate_limit_minute, args.rate_limit_hour)
     except PlansError as exc:
+        fail(prog, str(exc))
+
+
+def add_signing_option(parser: argparse.ArgumentParser) -> None:
+    add_option(
+        parser,
+        "--signing-master-key",
+        MASTER_KEY_ENV,
+        "",
+        "base64 of 32 bytes sealing the keys' request-signing secrets (AES-GCM); best given as a file "
+        "via the _FILE variable. Empty: signing keys cannot be created or verified",
+    )
+
+
+def box_from_args(args: argparse.Namespace, prog: str) -> SecretBox | None:
+    try:
+        return box_from_setting(args.signing_master_key)
+    except SealingError as exc:
         fail(prog, str(exc))

@@ -7,11 +7,13 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import asyncpg
 
-from authz_service import keys, schema
+from authz_service import keys, schema, signing
 from authz_service.model import KEY_COLUMNS, KeyRecord
+from authz_service.sealing import SecretBox
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +23,9 @@ _SELECT_BY_HASH = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1"
 _SELECT_BY_ID = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
 _INSERT = f"""
     INSERT INTO api_keys (id, key_hash, display_prefix, name, owner, environment, plan,
-                          rate_limit_minute, rate_limit_hour, scopes, expires_at, allowed_ips)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::cidr[])
+                          rate_limit_minute, rate_limit_hour, scopes, expires_at, allowed_ips,
+                          signing_secret_enc)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::cidr[], $13)
     RETURNING {KEY_COLUMNS}
 """
 
@@ -36,6 +39,19 @@ class KeyStateError(ValueError):
 
 def new_key_id() -> str:
     return f"key_{secrets.token_hex(8)}"
+
+
+class Rotation(NamedTuple):
+    old: KeyRecord
+    new: KeyRecord
+    api_key: str  # the new key's plaintext, to show once
+    signing_secret: str | None  # the new key's signing secret (signing keys only), to show once
+
+
+def new_signing_secret(box: SecretBox, key_id: str) -> tuple[str, bytes]:
+    """A signing secret for the key `key_id`: (the plaintext to show once, the sealed value to store)."""
+    secret = signing.new_secret()
+    return secret, box.seal(secret, key_id)
 
 
 def to_record(row: asyncpg.Record) -> KeyRecord:
@@ -88,11 +104,14 @@ class PostgresKeyStore:
         expires_at: datetime | None = None,
         conn: asyncpg.Connection | None = None,
         allowed_ips: Iterable[str] = (),
+        key_id: str | None = None,
+        signing_secret_enc: bytes | None = None,
     ) -> KeyRecord:
-        """Store a new key (by hash only) and return its record."""
+        """Store a new key (by hash only) and return its record. A signing key's secret arrives
+        sealed for `key_id` (see new_signing_secret)."""
         row = await (conn or self._pool).fetchrow(
             _INSERT,
-            new_key_id(),
+            key_id or new_key_id(),
             keys.hash_key(key),
             keys.display_prefix(key),
             name,
@@ -104,6 +123,7 @@ class PostgresKeyStore:
             list(scopes),
             expires_at,
             list(allowed_ips),
+            signing_secret_enc,
         )
         return to_record(row)
 
@@ -142,11 +162,12 @@ class PostgresKeyStore:
         )
         return None if row is None else to_record(row)
 
-    async def rotate(self, key_id: str, grace: timedelta) -> tuple[KeyRecord, KeyRecord, str]:
+    async def rotate(self, key_id: str, grace: timedelta, box: SecretBox | None = None) -> Rotation:
         """Issue a new key with the old key's settings; the old one stops working after `grace`.
 
-        Returns (old, new, the new key's plaintext to show once). Raises LookupError for an
-        unknown id and KeyStateError for a key that is revoked, expired or already rotated.
+        A signing key's replacement gets a new signing secret too (sealed with `box`). Raises
+        LookupError for an unknown id and KeyStateError for a key that is revoked, expired or
+        already rotated, or a signing key without a master key to seal its new secret.
         """
         async with self._pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 FOR UPDATE", key_id)
@@ -158,9 +179,14 @@ class PostgresKeyStore:
             if old.is_revoked() or old.is_expired():
                 raise KeyStateError(f"key {key_id} is {old.status()}; create a new key instead")
             new_key = keys.generate_key(keys.prefix_for(old.environment))
+            new_id, secret, sealed = new_key_id(), None, None
+            if old.signing:
+                if box is None:
+                    raise KeyStateError(f"key {key_id} signs requests: set SIGNING_MASTER_KEY to rotate it")
+                secret, sealed = new_signing_secret(box, new_id)
             new = await self.create_key(
                 new_key, old.name, old.owner, old.plan, old.rate_limit_minute, old.rate_limit_hour,
-                old.scopes, old.expires_at, conn, old.allowed_ips,
+                old.scopes, old.expires_at, conn, old.allowed_ips, new_id, sealed,
             )  # fmt: skip
             row = await conn.fetchrow(
                 f"UPDATE api_keys SET replaced_by = $2, revoked_at = now() + $3::interval"
@@ -169,7 +195,7 @@ class PostgresKeyStore:
                 new.id,
                 grace,
             )
-            return to_record(row), new, new_key
+            return Rotation(to_record(row), new, new_key, secret)
 
     async def touch_last_used(self, key_ids: Iterable[str]) -> None:
         """One UPDATE for a batch of keys seen since the last flush (silent: no NOTIFY)."""

@@ -8,13 +8,14 @@ import uvicorn
 
 from authz_service.http.app import create_app
 from authz_service.http.settings import PROG, HttpSettings, build_parser
-from authz_service.settings import plans_from_args
+from authz_service.settings import box_from_args, plans_from_args
 from common.logs import one_line_errors
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     plans = plans_from_args(args, PROG)
+    box_from_args(args, PROG)  # a malformed master key: one line at start, not at the first request
     settings = HttpSettings(**{f.name: getattr(args, f.name) for f in fields(HttpSettings)})
     one_line_errors("asyncpg.pool")
     uvicorn.run(

@@ -31,7 +31,8 @@ from authz_service.http.schemas import ErrorBody, ProfileResponse, RegisterReque
 from authz_service.http.settings import HttpSettings
 from authz_service.model import KeyRecord
 from authz_service.plans import Limits, Plans
-from authz_service.store import PostgresKeyStore
+from authz_service.sealing import box_from_setting
+from authz_service.store import PostgresKeyStore, new_key_id, new_signing_secret
 from authz_service.usage import UsageReader
 from common import errors
 
@@ -51,7 +52,7 @@ def key_info(record: KeyRecord, plans: Plans) -> dict[str, Any]:
         "id": record.id, "prefix": record.display_prefix, "name": record.name, "owner": record.owner,
         "environment": record.environment, "plan": record.plan, "rate_limit_per_minute": limits.per_minute,
         "rate_limit_per_hour": limits.per_hour, "scopes": list(record.scopes),
-        "allowed_ips": list(record.allowed_ips),
+        "allowed_ips": list(record.allowed_ips), "signing": record.signing,
         "created_at": record.created_at, "expires_at": record.expires_at,
     }  # fmt: skip
 
@@ -106,6 +107,7 @@ def check_open_request(body: RegisterRequest, plans: Plans) -> None:
 
 def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
     state: dict[str, Any] = {}
+    box = box_from_setting(settings.signing_master_key)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -160,14 +162,21 @@ def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
         if plan not in plans:
             detail = f"plan: unknown plan {plan!r}; choose from {', '.join(plans.names())}"
             return error_response(422, "Validation error", detail, errors.VALIDATION_ERROR)
+        key_id, secret, sealed = new_key_id(), None, None
+        if body.signing:
+            if box is None:
+                detail = "signing: this gateway has no signing master key (SIGNING_MASTER_KEY)"
+                return error_response(422, "Validation error", detail, errors.VALIDATION_ERROR)
+            secret, sealed = new_signing_secret(box, key_id)
         key = keys.generate_key(keys.prefix_for(body.environment))
         expires_at = datetime.now(UTC) + parse_duration(body.expires_in) if body.expires_in else None
         record = await state["store"].create_key(
             key, body.name, body.owner or body.name, plan, body.rate_limit_per_minute,
             body.rate_limit_per_hour, body.scopes, expires_at, allowed_ips=body.allowed_ips,
+            key_id=key_id, signing_secret_enc=sealed,
         )  # fmt: skip
         REGISTRATIONS.labels(by).inc()
-        payload = RegisterResponse(api_key=key, **key_info(record, plans))
+        payload = RegisterResponse(api_key=key, signing_secret=secret, **key_info(record, plans))
         return JSONResponse(payload.model_dump(mode="json"), status_code=201)
 
     @app.get("/auth/profile", summary="The calling key's settings and usage", response_model=ProfileResponse,

@@ -47,6 +47,11 @@ class RegisterRequest(BaseModel):
         max_length=MAX_ALLOWED_NETWORKS,
         description="client IPv4/IPv6 addresses or CIDRs the key may be used from; [] = any",
     )
+    signing: bool = Field(
+        default=False,
+        description="requests must be signed (X-Signature, X-Signature-Timestamp); the signing secret "
+        "is returned once",
+    )
 
     @field_validator("allowed_ips")
     @classmethod
@@ -77,12 +82,16 @@ class KeyInfo(BaseModel):
     rate_limit_per_hour: int
     scopes: list[str] = Field(description="[] = every route group")
     allowed_ips: list[str] = Field(default_factory=list, description="client networks allowed; [] = any")
+    signing: bool = Field(default=False, description="whether requests must be signed")
     created_at: datetime
     expires_at: datetime | None
 
 
 class RegisterResponse(KeyInfo):
     api_key: str = Field(description="the key itself: shown once, only its hash is stored")
+    signing_secret: str | None = Field(
+        default=None, description="signing keys only: the HMAC secret, shown once (stored encrypted)"
+    )
 
 
 class Limits(BaseModel):

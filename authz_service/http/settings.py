@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz_service.settings import OneLineParser, add_database_option, add_plan_options
+from authz_service.settings import OneLineParser, add_database_option, add_plan_options, add_signing_option
 from common.settings import add_option, env_default, truthy
 
 PROG = "python -m authz_service.http"
@@ -22,6 +22,7 @@ class HttpSettings:
     admin_token: str = ""
     open_registration: bool = False
     log_level: str = "info"
+    signing_master_key: str = ""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,5 +59,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(env AUTHZ_OPEN_REGISTRATION=1, default: off)",
     )
     add_plan_options(parser)
+    add_signing_option(parser)
     add_option(parser, "--log-level", "AUTHZ_HTTP_LOG_LEVEL", d.log_level, "uvicorn log level")
     return parser

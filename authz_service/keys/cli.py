@@ -21,8 +21,9 @@ from authz_service import keys, scopes
 from authz_service.durations import parse_duration
 from authz_service.keys import render
 from authz_service.plans import Plans, PlansError, load_plans
+from authz_service.sealing import MASTER_KEY_ENV, SealingError, SecretBox, box_from_setting
 from authz_service.settings import OneLineParser, add_database_option, fail
-from authz_service.store import KeyStateError, PostgresKeyStore
+from authz_service.store import KeyStateError, PostgresKeyStore, new_key_id, new_signing_secret
 from common.settings import add_option, env_default, positive_int
 
 PROG = "python -m authz_service.keys"
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="a client address or network the key may be used from (IPv4/IPv6; repeatable; default: any); "
         "kept across rotate",
     )  # fmt: skip
+    generate.add_argument(
+        "--signing", action="store_true",
+        help=f"requests must be signed (X-Signature); prints the signing secret once ({MASTER_KEY_ENV})",
+    )  # fmt: skip
     groups = ", ".join(scopes.SCOPES)
     generate.add_argument(
         "--scopes", type=_scopes, default=(), help=f"comma-separated route groups ({groups}); default: all"
@@ -124,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _box() -> SecretBox | None:
+    """The signing master key's box (same env vars as the services), None when none is set."""
+    try:
+        return box_from_setting(env_default(MASTER_KEY_ENV, ""))
+    except SealingError as exc:
+        raise UserError(str(exc)) from None
+
+
 def _plans(plans_file: Path | None = None) -> Plans:
     """The plans the services use (same env vars), to name limits in the output."""
     plans_file = plans_file or env_default("AUTHZ_PLANS_FILE", None, Path)
@@ -140,13 +153,20 @@ async def generate(store: PostgresKeyStore, args: argparse.Namespace) -> dict:
     plan = args.plan or plans.default_plan
     if plan not in plans:
         raise UserError(f"unknown plan {plan!r}; choose from {', '.join(plans.names())}")
+    key_id, secret, sealed = new_key_id(), None, None
+    if args.signing:
+        box = _box()
+        if box is None:
+            raise UserError(f"--signing needs the master key: set {MASTER_KEY_ENV} or {MASTER_KEY_ENV}_FILE")
+        secret, sealed = new_signing_secret(box, key_id)
     key = keys.generate_key(args.prefix)
     expires_at = datetime.now(UTC) + args.expires_in if args.expires_in else None
     record = await store.create_key(
         key, args.name, args.owner or args.name, plan, args.rate_limit_minute, args.rate_limit_hour,
-        args.scopes, expires_at, allowed_ips=args.allow_ip,
+        args.scopes, expires_at, allowed_ips=args.allow_ip, key_id=key_id, signing_secret_enc=sealed,
     )  # fmt: skip
-    return {"api_key": key, **render.key_dict(record, plans)}
+    shown = {"api_key": key, **({"signing_secret": secret} if secret else {})}
+    return {**shown, **render.key_dict(record, plans)}
 
 
 async def list_keys(store: PostgresKeyStore, args: argparse.Namespace) -> list[dict]:
@@ -163,13 +183,14 @@ async def revoke(store: PostgresKeyStore, args: argparse.Namespace) -> dict:
 
 async def rotate(store: PostgresKeyStore, args: argparse.Namespace) -> dict:
     try:
-        old, new, new_key = await store.rotate(args.key_id, args.grace)
+        old, new, new_key, secret = await store.rotate(args.key_id, args.grace, _box())
     except LookupError:
         raise UserError(f"no key with id {args.key_id}") from None
     except KeyStateError as exc:
         raise UserError(str(exc)) from None
     plans = _plans()
-    return {"api_key": new_key, **render.key_dict(new, plans), "replaces": render.key_dict(old, plans)}
+    shown = {"api_key": new_key, **({"signing_secret": secret} if secret else {})}
+    return {**shown, **render.key_dict(new, plans), "replaces": render.key_dict(old, plans)}
 
 
 COMMANDS: dict[str, Callable[[PostgresKeyStore, argparse.Namespace], Awaitable[object]]] = {

@@ -26,6 +26,7 @@ def key_dict(record: KeyRecord, plans: Plans) -> dict[str, Any]:
         "rate_limit_per_hour": limits.per_hour,
         "scopes": list(record.scopes),
         "allowed_ips": list(record.allowed_ips),
+        "signing": record.signing,
         "status": str(record.status()),
         "created_at": _when(record.created_at),
         "expires_at": record.expires_at and _when(record.expires_at),
@@ -44,12 +45,16 @@ def _details(key: dict[str, Any]) -> list[str]:
         f"plan     {key['plan']} ({key['rate_limit_per_minute']}/minute, {key['rate_limit_per_hour']}/hour)",
         f"scopes   {scopes}",
         f"from     {', '.join(key['allowed_ips']) or 'any address'}",
+        f"signing  {'required (X-Signature)' if key['signing'] else 'off'}",
         f"expires  {key['expires_at'] or 'never'}",
     ]
 
 
 def _secret(key: dict[str, Any]) -> list[str]:
-    return ["API key (shown once; only its hash is stored, so store it now):", f"  {key['api_key']}", ""]
+    lines = ["API key (shown once; only its hash is stored, so store it now):", f"  {key['api_key']}", ""]
+    if key.get("signing_secret"):
+        lines += ["Signing secret (shown once; stored encrypted):", f"  {key['signing_secret']}", ""]
+    return lines
 
 
 def _row(k: dict[str, Any]) -> list[str]:

@@ -55,7 +55,7 @@ async def test_rotation_copies_settings_and_schedules_the_old_key_end(database_u
         old = await store.create_key(
             keys.generate_key("sk_live"), "svc", "team", "pro", 5, None, ("embed", "usage")
         )
-        before, new, new_key = await store.rotate(old.id, timedelta(hours=1))
+        before, new, new_key, _ = await store.rotate(old.id, timedelta(hours=1))
         assert keys.environment_of(new_key) == "live" and keys.hash_key(new_key) != new.id
         assert (new.name, new.owner, new.plan, new.rate_limit_minute, new.scopes) == (
             "svc", "team", "pro", 5, ("embed", "usage"),
