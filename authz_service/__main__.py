@@ -15,11 +15,15 @@ from authz_service.cache import KeyCache
 from authz_service.invalidation import InvalidationListener
 from authz_service.last_used import LastUsedRecorder
 from authz_service.plans import Plans
+from authz_service.replay import MemoryReplayGuard, ReplayGuard, guard_from_url
+from authz_service.sealing import SecretBox
 from authz_service.service import AuthorizationService
 from authz_service.settings import (
     OneLineParser,
     add_database_option,
     add_plan_options,
+    add_signing_option,
+    box_from_args,
     fail,
     plans_from_args,
 )
@@ -91,6 +95,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     add_option(parser, "--metrics-port", "AUTHZ_METRICS_PORT", 0, "Prometheus /metrics port (0: off)", int)
     add_plan_options(parser)
+    add_signing_option(parser)
     fused.add_fused_options(parser)
     add_option(parser, "--log-level", "LOG_LEVEL", "INFO", "logging level")
     parser.add_argument("--no-dev-key", action="store_true", help="do not create or print a dev key")
@@ -104,12 +109,19 @@ async def ensure_dev_key(store: PostgresKeyStore, key: str, plans: Plans) -> str
     return key
 
 
-async def serve(args: argparse.Namespace, plans: Plans, limits: fused.FusedLimits | None = None) -> None:
+async def serve(
+    args: argparse.Namespace,
+    plans: Plans,
+    limits: fused.FusedLimits | None = None,
+    box: SecretBox | None = None,
+    replay: ReplayGuard | None = None,
+) -> None:
     cache: KeyCache = KeyCache(
         args.cache_size, args.cache_ttl, args.negative_cache_size, args.negative_cache_ttl
     )
     last_used = LastUsedRecorder(args.last_used_interval)
-    service = AuthorizationService(cache, plans, last_used, args.lookup_timeout)
+    replay = replay or MemoryReplayGuard()
+    service = AuthorizationService(cache, plans, last_used, args.lookup_timeout, box, replay)
     service.limits = limits
     app = GrpcApp(args.grpc_port, args.host, ["envoy.service.auth.v3.Authorization"])
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(service, app.server)
@@ -151,6 +163,7 @@ async def serve(args: argparse.Namespace, plans: Plans, limits: fused.FusedLimit
                 await task
         if store is not None:
             await store.close()
+        await replay.close()
         if limits is not None:
             await limits.close()
 
@@ -160,6 +173,7 @@ async def serve(args: argparse.Namespace, plans: Plans, limits: fused.FusedLimit
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     plans = plans_from_args(args, PROG)
+    box = box_from_args(args, PROG)
     if args.dev_key and not keys.is_well_formed(args.dev_key):
         fail(PROG, "TEST_API_KEY is malformed: expected sk_live_/sk_test_/sk_dev_ + 32+ url-safe characters")
     logging.basicConfig(
@@ -171,9 +185,13 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, ValueError) as exc:  # a bad --ratelimit-config or --redis-url
         fail(PROG, f"fused limits: {exc}")
     try:
+        replay = guard_from_url(args.redis_url)  # each signature once, across replicas (signing keys)
+    except ValueError as exc:
+        fail(PROG, f"--redis-url: {exc}")
+    try:
         if args.metrics_port:
             metrics.serve(args.metrics_port, args.host)
-        event_loop.run(serve(args, plans, limits))
+        event_loop.run(serve(args, plans, limits, box, replay))
     except OSError as exc:
         raise SystemExit(f"authz_service: {exc}") from None
 

@@ -149,7 +149,13 @@ def add_fused_options(parser: argparse.ArgumentParser) -> None:
         parser, "--ratelimit-config", "RATELIMIT_CONFIG", None,
         "fused mode: the ratelimit service's config (default: its built-in one, with --rate-limit-*)", Path,
     )  # fmt: skip
-    add_option(parser, "--redis-url", "REDIS_URL", DEFAULT_REDIS_URL, "fused mode: rate-limit counter store")
+    add_option(
+        parser,
+        "--redis-url",
+        "REDIS_URL",
+        DEFAULT_REDIS_URL,
+        "Redis: replay cache of signed requests; in fused mode also the rate-limit counters",
+    )
     add_option(
         parser, "--store-timeout", "RATELIMIT_STORE_TIMEOUT", 0.1,
         "fused mode: rate-limit store timeout, seconds (then the config's failure_mode answers)", float,

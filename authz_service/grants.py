@@ -7,6 +7,7 @@ one dict lookup, two float comparisons, a scope test and a prebuilt response.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -16,6 +17,9 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 from authz_service import responses, scopes
 from authz_service.model import KeyRecord
 from authz_service.plans import Plans
+from authz_service.sealing import SealingError, SecretBox
+
+log = logging.getLogger(__name__)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -37,6 +41,9 @@ class Grant:
     # Client addresses the key may be used from (empty: any). Checked on the address Envoy
     # decided (its trusted X-Forwarded-For hops applied), never on one a client wrote.
     networks: tuple[IPNetwork, ...] = ()
+    # Signing keys only: the HMAC secret requests are signed with (UNREADABLE when the master key
+    # cannot open it: the key's requests get 503, never a pass).
+    signing_secret: str | None = None
 
     def decide(self, path: str, now: float, client: str = "") -> CheckResponse:
         """The response for a request to `path` at `now` (epoch seconds) made with this key from
@@ -52,7 +59,10 @@ class Grant:
         return self.ok
 
 
-def grant_for(record: KeyRecord, plans: Plans) -> Grant:
+UNREADABLE = ""  # the signing secret of a key whose sealed secret did not open
+
+
+def grant_for(record: KeyRecord, plans: Plans, box: SecretBox | None = None) -> Grant:
     limits = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
     return Grant(
         key_id=record.id,
@@ -63,7 +73,22 @@ def grant_for(record: KeyRecord, plans: Plans) -> Grant:
         plan=record.plan,
         own_limits=own_limits(record),
         networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in record.allowed_ips),
+        signing_secret=signing_secret(record, box),
     )
+
+
+def signing_secret(record: KeyRecord, box: SecretBox | None) -> str | None:
+    """The key's signing secret in plain text, None for a key that signs nothing."""
+    if record.signing_secret_enc is None:
+        return None
+    if box is None:
+        log.error("key %s requires signed requests but no SIGNING_MASTER_KEY is set", record.id)
+        return UNREADABLE
+    try:
+        return box.open(record.signing_secret_enc, record.id)
+    except SealingError as exc:
+        log.error("%s", exc)
+        return UNREADABLE
 
 
 def address_in(client: str, networks: tuple[IPNetwork, ...]) -> bool:

@@ -14,6 +14,8 @@ MALFORMED = DECISIONS.labels("malformed")
 UNKNOWN = DECISIONS.labels("unknown")
 DENIED = DECISIONS.labels("revoked_expired_or_scope")
 UNAVAILABLE = DECISIONS.labels("store_unavailable")
+# Signing keys: one result per signature check (ok, missing, expired, mismatch, replayed, unavailable).
+SIGNATURES = Counter("authz_signature_checks", "request signature checks by result", ["result"])
 
 STORE_LOOKUPS = Counter("authz_store_lookups", "key lookups that went to Postgres (cache misses)")
 STORE_ERRORS = Counter("authz_store_errors", "key lookups that failed or timed out")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3.external_auth_pb2 import CheckResponse, DeniedHttpResponse, OkHttpResponse
@@ -23,7 +24,7 @@ JSON_HEADER = HeaderValueOption(
 
 
 def denied(
-    http_status: int, error: str, detail: str, code: str, retry_after: int | None = None
+    http_status: int, error: str, detail: str, code: str, retry_after: int | None = None, **extra: Any
 ) -> CheckResponse:
     headers = [JSON_HEADER]
     if retry_after is not None:
@@ -40,7 +41,7 @@ def denied(
         denied_response=DeniedHttpResponse(
             status=HttpStatus(code=http_status),
             headers=headers,
-            body=errors.error_body(error, detail, code).decode(),
+            body=errors.error_body(error, detail, code, **extra).decode(),
         ),
     )
 
@@ -56,6 +57,31 @@ MALFORMED_KEY = _unauthenticated(
 UNKNOWN_KEY = _unauthenticated("Unknown API key.")
 REVOKED_KEY = _unauthenticated("This API key has been revoked.")
 EXPIRED_KEY = _unauthenticated("This API key has expired.")
+_SIGNATURE_DETAILS = {
+    "missing": "This API key requires signed requests: send X-Signature-Timestamp and X-Signature.",
+    "expired": "The signature's timestamp (X-Signature-Timestamp, unix seconds) is more than 300 s "
+    "from the gateway's clock.",
+    "mismatch": "The signature (X-Signature) does not match this request's method, path, body and "
+    "timestamp under the key's signing secret.",
+    "replayed": "This signature was already used; sign each request anew.",
+}
+
+
+# One prebuilt 401 per failed signature check (authz_service.signing.SignatureProblem values);
+# `reason` names the check for programs, `detail` explains it to people.
+SIGNATURE_FAILURES = {
+    reason: denied(
+        401, "Authentication failed", detail, errors.AUTHENTICATION_ERROR, reason=f"signature_{reason}"
+    )
+    for reason, detail in _SIGNATURE_DETAILS.items()
+}
+SIGNING_UNAVAILABLE = denied(
+    503,
+    "Service unavailable",
+    "Signed requests cannot be verified right now; try again shortly.",
+    errors.SERVICE_UNAVAILABLE,
+    retry_after=1,
+)
 STORE_UNAVAILABLE = denied(
     503,
     "Service unavailable",

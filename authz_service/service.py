@@ -14,18 +14,22 @@ from typing import Protocol
 
 import grpc
 from envoy.service.auth.v3 import external_auth_pb2_grpc
+from envoy.service.auth.v3.attribute_context_pb2 import AttributeContext
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse
 
-from authz_service import keys, metrics, responses
+from authz_service import keys, metrics, responses, signing
 from authz_service.cache import KeyCache
-from authz_service.grants import Grant, grant_for
+from authz_service.grants import UNREADABLE, Grant, grant_for
 from authz_service.last_used import LastUsedRecorder
 from authz_service.model import KeyRecord
 from authz_service.plans import Plans
+from authz_service.replay import MemoryReplayGuard, ReplayGuard
+from authz_service.sealing import SecretBox
 
 log = logging.getLogger(__name__)
 
 MISS = KeyCache.MISS
+HttpRequest = AttributeContext.HttpRequest
 
 
 class KeyLookup(Protocol):
@@ -45,8 +49,12 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         plans: Plans,
         last_used: LastUsedRecorder | None = None,
         lookup_timeout: float = 0.2,
+        box: SecretBox | None = None,
+        replay: ReplayGuard | None = None,
     ) -> None:
         self.cache = cache
+        self.box = box  # opens signing keys' secrets (None: no master key; those keys get 503)
+        self.replay = replay or MemoryReplayGuard()
         self.plans = plans
         self.last_used = last_used or LastUsedRecorder(interval_seconds=10.0)
         self.lookup_timeout = lookup_timeout  # below Envoy's ext_authz timeout: we answer 503 first
@@ -54,6 +62,7 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         self.limits: GrantedLimits | None = None  # fused mode only
         self._loading: dict[str, asyncio.Task[Grant | object | None]] = {}
         self._store_failing = False
+        self._replay_failing = False
 
     async def Check(self, request: CheckRequest, context: grpc.aio.ServicerContext) -> CheckResponse:
         http = request.attributes.request.http
@@ -76,7 +85,10 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
             return responses.UNKNOWN_KEY
         assert isinstance(grant, Grant)
         client = request.attributes.source.address.socket_address.address if grant.networks else ""
-        response = grant.decide(http.path, time.time(), client)
+        now = time.time()
+        response = grant.decide(http.path, now, client)
+        if response is grant.ok and grant.signing_secret is not None:
+            response = await self._verify_signature(grant, http, now)
         if response is grant.ok:
             self.last_used.touch(grant.key_id)
             metrics.OK.inc()
@@ -85,6 +97,33 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         else:
             metrics.DENIED.inc()
         return response
+
+    async def _verify_signature(self, grant: Grant, http: HttpRequest, now: float) -> CheckResponse:
+        """grant.ok for a request correctly signed with the key's secret, seen for the first time."""
+        if grant.signing_secret == UNREADABLE:
+            metrics.SIGNATURES.labels("unavailable").inc()
+            return responses.SIGNING_UNAVAILABLE
+        assert grant.signing_secret is not None
+        body = http.raw_body or http.body.encode()  # raw_body: Envoy's pack_as_bytes (the signed route)
+        problem = signing.check(grant.signing_secret, http.headers, http.method, http.path, body, now)
+        if problem is None:
+            try:
+                first = await self.replay.first_use(signing.replay_token(grant.key_id, http.headers))
+            except Exception as exc:  # Redis unreachable: signed requests fail closed
+                metrics.SIGNATURES.labels("unavailable").inc()
+                if not self._replay_failing:
+                    log.warning("replay cache unreachable (answering 503 to signed requests): %r", exc)
+                self._replay_failing = True
+                return responses.SIGNING_UNAVAILABLE
+            if self._replay_failing:
+                log.warning("replay cache works again")
+                self._replay_failing = False
+            if first:
+                metrics.SIGNATURES.labels("ok").inc()
+                return grant.ok
+            problem = signing.SignatureProblem.REPLAYED
+        metrics.SIGNATURES.labels(problem.value).inc()
+        return responses.SIGNATURE_FAILURES[problem.value]
 
     async def _load(self, key_hash: str) -> Grant | object | None:
         """One store query per hash at a time: concurrent misses for one key share it."""
@@ -113,6 +152,6 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
         if self._store_failing:
             log.warning("key store lookups work again")
             self._store_failing = False
-        grant = None if record is None else grant_for(record, self.plans)
+        grant = None if record is None else grant_for(record, self.plans, self.box)
         self.cache.remember(key_hash, grant, generation)
         return grant

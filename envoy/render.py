@@ -286,17 +286,23 @@ def fused_limits(config: dict[str, Any]) -> None:
     resources["clusters"] = [c for c in resources["clusters"] if c["name"] != "ratelimit"]
     for host in manager["route_config"]["virtual_hosts"]:
         for route in host["routes"]:
-            policies = route.get("route", {}).pop("rate_limits", None)
+            # A copy of the action: the signed /v1/ route shares it with the plain one (YAML alias).
+            action = dict(route.get("route", {}))
+            policies = action.pop("rate_limits", None)
             if not policies:
                 continue
+            route["route"] = action
             keys = [a["generic_key"] for p in policies for a in p["actions"] if "generic_key" in a]
             extensions = {FUSED_ROUTE_EXTENSION: keys[0]["descriptor_value"]}
-            # A copy: YAML anchors may share one mapping between routes.
+            # A copy: YAML anchors may share one mapping between routes. Check settings the
+            # route already has (the signed route's with_request_body) are kept.
+            per_filter = route.get("typed_per_filter_config", {})
+            settings = per_filter.get(EXT_AUTHZ, {}).get("check_settings", {})
             route["typed_per_filter_config"] = {
-                **route.get("typed_per_filter_config", {}),
+                **per_filter,
                 EXT_AUTHZ: {
                     "@type": EXT_AUTHZ_PER_ROUTE,
-                    "check_settings": {"context_extensions": extensions},
+                    "check_settings": {**settings, "context_extensions": extensions},
                 },
             }
     for mapper in manager["local_reply_config"]["mappers"]:

@@ -1,7 +1,8 @@
 """The HTTP port: GET /v1/usage (behind ext_authz via Envoy), /metrics (Prometheus), /health.
 
 Envoy routes /v1/usage here after ext_authz has set x-gateway-key-id / x-gateway-plan and
-copied the key's own limits into x-gateway-rate-limit-<unit> (from its dynamic metadata).
+copied the key's own limits into x-gateway-rate-limit-<unit> and its token limits into
+x-gateway-token-limits (from its dynamic metadata).
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
 from common import errors
+from ratelimit_service import tokens
 from ratelimit_service.limiter import Limiter
 from ratelimit_service.usage import DEFAULT_DOMAIN, limiter_usage
 from ratelimit_service.windows import UNIT_SECONDS
 
 log = logging.getLogger(__name__)
 OVERRIDE_HEADERS = {f"x-gateway-rate-limit-{unit}": unit for unit in UNIT_SECONDS}
+TOKEN_LIMITS_HEADER = "x-gateway-token-limits"  # ext_authz's token_limits metadata, set by Envoy
 
 
 def _error(status: int, error: str, detail: str, code: str) -> JSONResponse:
@@ -59,7 +62,8 @@ def create_app(limiter: Limiter, domain: str = DEFAULT_DOMAIN) -> FastAPI:
             return _error(401, "Authentication failed", detail, errors.AUTHENTICATION_ERROR)
         plan = request.headers.get("x-gateway-plan", "") or "free"
         try:
-            body = await limiter_usage(limiter, key_id, plan, header_overrides(request), domain)
+            token_limits = tokens.parse_limits(request.headers.get(TOKEN_LIMITS_HEADER, ""))
+            body = await limiter_usage(limiter, key_id, plan, header_overrides(request), domain, token_limits)
         except Exception as exc:
             log.warning("usage: store failed: %s", exc)
             detail = "The rate-limit store is unreachable; try again shortly."

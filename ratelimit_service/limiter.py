@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ratelimit_service import metrics
+from ratelimit_service import metrics, tokens
 from ratelimit_service.backoff import progressive_retry_after
 from ratelimit_service.config.model import OVERRIDE_PREFIX, DomainConfig, RateLimitConfig, Rule, composite_key
 from ratelimit_service.local_cache import OverLimitCache
-from ratelimit_service.store.base import ALGORITHM_CODES, StoreWindow, WindowStore
+from ratelimit_service.store.base import ALGORITHM_CODES, CHARGE, CHECK, StoreWindow, WindowStore
 from ratelimit_service.windows import UNIT_SECONDS, Decision, Window, WindowOutcome, safe_retry_after_ms
 
 OK, OVER_LIMIT, UNAVAILABLE = "ok", "over_limit", "unavailable"
@@ -34,6 +34,9 @@ class RequestDescriptor:
     # Envoy's `limit` field: replaces the descriptor's whole limit, matched or not, as in
     # envoyproxy/ratelimit (no shadow mode, no name, counted under the descriptor's own key).
     limit: Window | None = None
+    # The descriptor's own hits_addend (None: the request's). Used by token descriptors only
+    # (ratelimit_service.tokens): 0 checks the budget, more charges it.
+    hits: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +58,13 @@ class Plan:
     owners: tuple[int, ...]  # descriptor index of each window
     all_enforced: bool  # no shadow window: the store's states are the decision's as they are
     within_limit: tuple[Any, ...]  # the WITHIN_LIMIT metric of each planned descriptor
+    # Token charges (stream done): descriptor index → its windows, each charged on its own.
+    charges: tuple[Planned, ...] = ()
 
 
 def make_plan(domain: str, planned: list[Planned]) -> Plan:
+    charges = tuple(p for p in planned if p.windows[0].mode == CHARGE)
+    planned = [p for p in planned if p.windows[0].mode != CHARGE]
     windows = tuple(w for p in planned for w in p.windows)
     return Plan(
         tuple(planned),
@@ -65,6 +72,7 @@ def make_plan(domain: str, planned: list[Planned]) -> Plan:
         tuple(p.descriptor for p in planned for _ in p.windows),
         all(w.enforced for w in windows),
         tuple(metrics.decision_counter(domain, p.label, metrics.WITHIN_LIMIT) for p in planned),
+        charges,
     )
 
 
@@ -118,11 +126,32 @@ def counter_base(domain: str, entries: Sequence[tuple[str, str]]) -> str:
 
 
 def store_windows(
-    base: str, windows: tuple[Window, ...], enforced: bool, quota: int = 0
+    base: str, windows: tuple[Window, ...], enforced: bool, quota: int = 0, mode: str = ""
 ) -> tuple[StoreWindow, ...]:
     return tuple(
-        StoreWindow(f"{base}:{w.seconds}{ALGORITHM_CODES[w.algorithm]}", w, enforced, quota) for w in windows
+        StoreWindow(f"{base}:{w.seconds}{ALGORITHM_CODES[w.algorithm]}", w, enforced, quota, mode)
+        for w in windows
     )
+
+
+def token_planned(domain: str, index: int, descriptor: RequestDescriptor) -> Planned | None:
+    """A token descriptor's windows: sliding windows of its `token_limits`, never the config's rules.
+    Hits 0 (or none) checks the budget before the upstream; more charges it at stream done."""
+    counted = tuple((k, v) for k, v in descriptor.entries if k != tokens.LIMITS_KEY)
+    limits: dict[str, int] = {}
+    for key, value in descriptor.entries:
+        if key == tokens.LIMITS_KEY:
+            limits.update(tokens.parse_limits(value))
+    if not limits:
+        return None
+    windows = tuple(sorted((Window(u, n, tokens=True) for u, n in limits.items()), key=lambda w: w.seconds))
+    mode = CHARGE if descriptor.hits else CHECK
+    base = counter_base(domain, counted)
+    return Planned(index, None, store_windows(base, windows, True, 0, mode), "tokens")
+
+
+def is_token_descriptor(descriptor: RequestDescriptor) -> bool:
+    return any(key == tokens.LIMITS_KEY for key, _ in descriptor.entries)
 
 
 class Limiter:
@@ -153,7 +182,12 @@ class Limiter:
         """The windows every descriptor is charged against (remembered per descriptor set)."""
         signature = (
             domain.domain,
-            *((d.entries, tuple(d.overrides.items())) if d.overrides else d.entries for d in descriptors),
+            *(
+                (d.entries, tuple(d.overrides.items()), bool(d.hits))
+                if d.overrides or d.hits is not None
+                else d.entries
+                for d in descriptors
+            ),
         )
         plan = self._plans.get(signature)
         if plan is None:
@@ -165,7 +199,13 @@ class Limiter:
     def _plan(self, domain: DomainConfig, descriptors: Sequence[RequestDescriptor]) -> list[Planned]:
         matched: list[tuple[int, Rule | None, tuple[tuple[str, str], ...], tuple[Window, ...], str]] = []
         replaced: set[str] = set()
+        token_windows: list[Planned] = []
         for i, descriptor in enumerate(descriptors):
+            if is_token_descriptor(descriptor):
+                found_tokens = token_planned(domain.domain, i, descriptor)
+                if found_tokens is not None:
+                    token_windows.append(found_tokens)
+                continue
             entries, overrides = split_overrides(descriptor.entries)
             if descriptor.limit is not None:
                 matched.append((i, None, entries, (descriptor.limit,), stat_key(domain.domain, entries)))
@@ -194,7 +234,9 @@ class Limiter:
             base = counter_base(domain.domain, counted)
             label = key.removeprefix(f"{domain.domain}.")
             planned.append(Planned(i, rule, store_windows(base, windows, enforced, quota), label))
-        return planned
+        # Token checks first: on Redis Cluster a request whose counters span slots is decided slot
+        # by slot, and a refused token check must come before any request window is charged.
+        return token_windows + planned
 
     async def decide(
         self, domain_name: str, descriptors: Sequence[RequestDescriptor], hits: int = 1
@@ -203,6 +245,8 @@ class Limiter:
         if domain is None:
             return NO_LIMITS
         plan = self.plan(domain, descriptors)
+        if plan.charges:
+            await self._charge(domain, plan.charges, descriptors)
         planned = plan.planned
         if not planned:
             return NO_LIMITS
@@ -252,6 +296,20 @@ class Limiter:
             self._near_limit(domain, planned, decision, tuple(owners))
             return Verdict(OK, decision, tuple(owners))
         return self._denied(domain, planned, decision, tuple(owners), tuple(specs))
+
+    async def _charge(
+        self, domain: DomainConfig, charges: Sequence[Planned], descriptors: Sequence[RequestDescriptor]
+    ) -> None:
+        """Token charges at stream done: always counted (Envoy ignores the answer). A store failure
+        loses the charge: the request was served already, there is nothing left to refuse."""
+        for p in charges:
+            hits = descriptors[p.descriptor].hits or 0
+            try:
+                await self.store.apply(p.windows, hits)
+            except Exception as exc:
+                metrics.STORE_ERRORS.labels(type(exc).__name__).inc()
+                continue
+            metrics.count_decision(domain.domain, p.label, metrics.WITHIN_LIMIT, hits)
 
     def _denied(
         self,
@@ -338,13 +396,19 @@ class Limiter:
         return NO_LIMITS if allow else Verdict(UNAVAILABLE)
 
     async def usage(
-        self, domain_name: str, entries: Sequence[tuple[str, str]], overrides: Mapping[str, int] | None = None
+        self,
+        domain_name: str,
+        entries: Sequence[tuple[str, str]],
+        overrides: Mapping[str, int] | None = None,
+        token_descriptor: RequestDescriptor | None = None,
     ) -> tuple[WindowOutcome, ...]:
-        """The current state of every window that applies to one descriptor, without charging it."""
+        """The current state of every window that applies to one descriptor (and the key's token
+        descriptor, if it has token limits), without charging it."""
         domain = self.config.domain(domain_name)
         if domain is None:
             return ()
-        plan = self.plan(domain, [RequestDescriptor(tuple(entries), dict(overrides or {}))])
+        wanted = [RequestDescriptor(tuple(entries), dict(overrides or {}))]
+        plan = self.plan(domain, wanted + ([token_descriptor] if token_descriptor is not None else []))
         if not plan.windows:
             return ()
         return (await self.store.apply(plan.windows, 0, peek=True)).states

@@ -52,23 +52,39 @@ def _header(name: str, value: object) -> HeaderValue:
     return HeaderValue(key=name, value=str(value))
 
 
-def limit_header_values(decision: Decision) -> list[tuple[str, str]]:
-    """X-RateLimit-* names and values. On a denial the summary headers describe the denying
-    window (remaining 0, its reset); otherwise the window with the fewest requests left."""
+TOKEN_HEADERS = ("x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens")
+SUMMARY_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")
+
+
+def _summary(
+    decision: Decision, states: list[WindowOutcome], names: tuple[str, str, str]
+) -> list[tuple[str, str]]:
+    """Limit, remaining and reset of `states`: the denying window (remaining 0, its reset) when one
+    of them denies, else the one with the fewest left."""
+    if not states:
+        return []
     blocking = decision.blocking()
-    if blocking is not None:
-        summary, summary_remaining, reset = blocking, 0, decision.retry_after()
+    if blocking is not None and any(s is blocking for s in states):
+        summary, remaining, reset = blocking, 0, decision.retry_after()
     else:
-        summary = decision.tightest()
-        summary_remaining, reset = summary.remaining(), summary.reset_seconds()
-    values = [
-        ("x-ratelimit-limit", str(summary.window.limit)),
-        ("x-ratelimit-remaining", str(summary_remaining)),
-        ("x-ratelimit-reset", str(reset)),
-    ]
+        summary = min(states, key=lambda s: (s.remaining(), s.window.seconds))
+        remaining, reset = summary.remaining(), summary.reset_seconds()
+    return list(zip(names, (str(summary.window.limit), str(remaining), str(reset)), strict=True))
+
+
+def limit_header_values(decision: Decision) -> list[tuple[str, str]]:
+    """X-RateLimit-* names and values for the request windows, and X-RateLimit-*-Tokens (OpenAI's
+    names) for the token windows. On a denial the headers of the denying kind describe the denying
+    window (remaining 0, its reset); otherwise the window with the fewest left."""
+    if any(s.window.tokens for s in decision.states):
+        requests = [s for s in decision.states if not s.window.tokens]
+        token_states = [s for s in decision.states if s.window.tokens]
+    else:  # the common case: no token limit
+        requests, token_states = list(decision.states), []
+    values = _summary(decision, requests, SUMMARY_HEADERS) + _summary(decision, token_states, TOKEN_HEADERS)
     # Per unit (X-RateLimit-Limit-Minute, …): the tightest window of that unit.
     per_unit: dict[str, tuple[int, WindowOutcome]] = {}
-    for state in decision.states:
+    for state in requests:
         left = state.remaining()
         seen = per_unit.get(state.window.unit)
         if seen is None or left < seen[0]:
@@ -117,13 +133,14 @@ def from_verdict(verdict: Verdict, descriptor_count: int) -> RateLimitResponse:
     assert blocking is not None  # a denial always has a denying window
     retry_after = verdict.retry_after
     limit, unit = blocking.window.limit, blocking.window.unit
+    counted, limit_type = ("tokens", f"tokens_per_{unit}") if blocking.window.tokens else ("requests", unit)
     body = errors.error_body(
         "Rate limit exceeded",
-        f"Rate limit exceeded: {limit} requests per {unit}. Retry after {retry_after} seconds.",
+        f"Rate limit exceeded: {limit} {counted} per {unit}. Retry after {retry_after} seconds.",
         errors.RATE_LIMIT_EXCEEDED,
         retry_after=retry_after,
         limit=limit,
-        limit_type=unit,
+        limit_type=limit_type,
     )
     headers += [_header("retry-after", retry_after), JSON_HEADER]
     by_descriptor: list[list[WindowOutcome]] = [[] for _ in range(descriptor_count)]

@@ -34,7 +34,9 @@ def request_descriptors(request: RateLimitRequest) -> list[RequestDescriptor]:
             unit = responses.PROTO_UNIT.get(descriptor.limit.unit)
             if unit is not None:
                 limit = Window(unit, descriptor.limit.requests_per_unit)
-        found.append(RequestDescriptor(entries, limit=limit))
+        # Per-descriptor hits_addend (Envoy sends it for RateLimitPerRoute policies; 0 explicitly).
+        hits = descriptor.hits_addend.value if descriptor.HasField("hits_addend") else None
+        found.append(RequestDescriptor(entries, limit=limit, hits=hits))
     return found
 
 

@@ -30,6 +30,7 @@ class Window:
     unit: str  # "minute", "hour", ... (names headers and the 429 body)
     limit: int
     algorithm: str = "sliding_window"
+    tokens: bool = False  # counts tokens (ratelimit_service.tokens), not requests
 
     @property
     def seconds(self) -> int:

@@ -17,11 +17,13 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from authz_service import keys
+from authz_service.sealing import write_master_key
 from common.settings import truthy
 from stack import ROOT, RUN_DIR
 from stack.ports import DEFAULT_PORTS, port
 from stack.redis import socket_url
 
+MASTER_KEY_FILE = RUN_DIR / "signing_master.key"
 PROCESSES = ["triton", "adapter", "authz", "authz-http", "ratelimit", "envoy", "ready"]
 
 
@@ -52,6 +54,9 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
         names.insert(0, "postgres")
     if not env.get("AUTHZ_ADMIN_TOKEN") and not env.get("AUTHZ_ADMIN_TOKEN_FILE"):
         env["AUTHZ_ADMIN_TOKEN"] = secrets.token_urlsafe(24)  # lets the banner's register line work
+    if not env.get("SIGNING_MASTER_KEY") and not env.get("SIGNING_MASTER_KEY_FILE"):
+        # Written by main() on first start and kept, as the embedded database that it unlocks is.
+        env["SIGNING_MASTER_KEY_FILE"] = str(MASTER_KEY_FILE)
     if not env.get("TEST_API_KEY"):
         env["TEST_API_KEY"] = keys.generate_key("sk_dev")  # a new dev key per run, as the seed does
     if truthy(env.get("GATEWAY_FUSED_LIMITS", "")):
@@ -132,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     env, names = stack_env()
     check_ports_free(env, names)
     RUN_DIR.mkdir(exist_ok=True)
+    if env.get("SIGNING_MASTER_KEY_FILE") == str(MASTER_KEY_FILE):
+        write_master_key(MASTER_KEY_FILE)
     print(f"stack: starting {', '.join(names)} (logs below, prefixed by process)", flush=True)
     honcho = str(Path(sys.executable).parent / "honcho")
     os.chdir(ROOT)

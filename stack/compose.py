@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from authz_service import keys
+from authz_service.sealing import new_master_key
 from stack import ROOT, images
 
 COMPOSE_FILE = ROOT / "compose.yaml"
@@ -71,6 +72,7 @@ def new_settings() -> dict[str, str]:
     return {
         "POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "AUTHZ_ADMIN_TOKEN": secrets.token_urlsafe(24),
+        "SIGNING_MASTER_KEY": new_master_key(),  # seals the keys' request-signing secrets
         "TEST_API_KEY": keys.generate_key("sk_dev"),
     }
 

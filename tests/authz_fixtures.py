@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -37,6 +38,8 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 REPLICA_CACHE_TTL_S = "300"  # far longer than any test: a change must arrive by NOTIFY
 PLAN_RATE_LIMIT_MINUTE = "3"  # the session ratelimit service's limit (tests.conftest)
 LOOSE = "1000000"
+# The request-signing master key of every authz process and key CLI here (base64 of 32 bytes).
+SIGNING_MASTER_KEY = "dGVzdC1zaWduaW5nLW1hc3Rlci1rZXktMzItYnl0ZXM="
 
 
 class _Echo(BaseHTTPRequestHandler):
@@ -105,13 +108,15 @@ def keys_cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PYTHON, "-m", "authz_service.keys", *args, "--database-url", database_url],
         cwd=ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "SIGNING_MASTER_KEY": SIGNING_MASTER_KEY},
     )  # fmt: skip
 
 
 def spawn_authz(run_dir: Path, name: str, database_url: str, *extra: str) -> tuple[Proc, int]:
     port = free_port()
     env = {"DATABASE_URL": database_url, "AUTHZ_CACHE_TTL": REPLICA_CACHE_TTL_S,
-           "AUTHZ_LAST_USED_INTERVAL": "0.5", "RATE_LIMIT_MINUTE": PLAN_RATE_LIMIT_MINUTE}  # fmt: skip
+           "AUTHZ_LAST_USED_INTERVAL": "0.5", "RATE_LIMIT_MINUTE": PLAN_RATE_LIMIT_MINUTE,
+           "SIGNING_MASTER_KEY": SIGNING_MASTER_KEY}  # fmt: skip
     args = python_module("authz_service", "--grpc-port", str(port), "--no-dev-key", *extra)
     proc = Proc(name, args, run_dir, env)
     proc.wait_until(lambda: probes.grpc_serving(f"127.0.0.1:{port}"), 60, "serving")
@@ -121,7 +126,7 @@ def spawn_authz(run_dir: Path, name: str, database_url: str, *extra: str) -> tup
 def spawn_authz_http(run_dir: Path, name: str, database_url: str, redis_url: str) -> tuple[Proc, int]:
     port = free_port()
     env = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, "AUTHZ_ADMIN_TOKEN": ADMIN_TOKEN,
-           "RATE_LIMIT_MINUTE": PLAN_RATE_LIMIT_MINUTE}  # fmt: skip
+           "RATE_LIMIT_MINUTE": PLAN_RATE_LIMIT_MINUTE, "SIGNING_MASTER_KEY": SIGNING_MASTER_KEY}  # fmt: skip
     proc = Proc(name, python_module("authz_service.http", "--port", str(port)), run_dir, env)
     proc.wait_until(lambda: probes.http_ok(f"http://127.0.0.1:{port}/health"), 60, "serving")
     return proc, port
@@ -211,13 +216,19 @@ def spawn_gateway(
 
 @pytest.fixture(scope="session")
 def authz_gateway(
-    run_dir: Path, database_url: str, authz_http_port: int, ratelimit_port: int, echo_upstream: int
+    run_dir: Path,
+    database_url: str,
+    redis_url: str,
+    authz_http_port: int,
+    ratelimit_port: int,
+    echo_upstream: int,
 ) -> Iterator[AuthzGateway]:
     procs: list[Proc] = []
     try:
         replica_ports = []
         for i in (1, 2):
-            proc, port = spawn_authz(run_dir, f"authz-replica-{i}", database_url)
+            # One Redis for both: a signature accepted by one replica is a replay at the other.
+            proc, port = spawn_authz(run_dir, f"authz-replica-{i}", database_url, "--redis-url", redis_url)
             procs.append(proc)
             replica_ports.append(port)
         envoy, url, admin = spawn_gateway(

@@ -11,6 +11,7 @@ from typing import Protocol
 from ratelimit_service.windows import FixedWindowState, LogState, Window, WindowOutcome, WindowState
 
 ALGORITHM_CODES = {"sliding_window": "w", "fixed_window": "f", "sliding_log": "l"}
+CHECK, CHARGE = "check", "charge"  # StoreWindow.mode of token windows
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,9 +22,15 @@ class StoreWindow:
     # > 0: a quota_mode group (one per descriptor). Such windows block only together: the
     # request is refused when no quota group fits (envoyproxy/ratelimit's quota_mode).
     quota: int = 0
+    # Token windows (ratelimit_service.tokens): CHECK blocks when not even one hit is left and is
+    # never charged; CHARGE never blocks and is always charged (the tokens were already spent).
+    mode: str = ""
 
     def flag(self) -> str:
-        """How the script treats the window: '1' enforced, '0' shadow, 'q<group>' quota."""
+        """How the script treats the window: '1' enforced, '0' shadow, 'q<group>' quota,
+        't' token check, 'c' token charge."""
+        if self.mode:
+            return "t" if self.mode == CHECK else "c"
         return f"q{self.quota}" if self.quota else ("1" if self.enforced else "0")
 
 

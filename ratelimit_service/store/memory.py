@@ -10,7 +10,7 @@ import bisect
 import time
 from collections.abc import Callable, Sequence
 
-from ratelimit_service.store.base import StoreResult, StoreWindow, decode, request_token
+from ratelimit_service.store.base import CHARGE, CHECK, StoreResult, StoreWindow, decode, request_token
 
 SWEEP_EVERY = 10_000  # operations between sweeps of expired keys
 
@@ -43,18 +43,18 @@ class MemoryStore:
         quota_fits: dict[int, bool] = {}  # quota group → every window of it fits
         for spec in windows:
             w = spec.window.seconds * 1000
-            fit, values = self._read(spec, now, w, hits, peek)
+            fit, values = self._read(spec, now, w, 1 if spec.mode == CHECK else hits, peek)
             fits.append(fit)
             reply += [*values, int(fit)]
             if spec.quota:
                 quota_fits[spec.quota] = quota_fits.get(spec.quota, True) and fit
-            elif spec.enforced and not fit:
+            elif spec.enforced and spec.mode != CHARGE and not fit:
                 reply[0] = 0
         if quota_fits and not any(quota_fits.values()):
             reply[0] = 0
         token = request_token()
         for i, spec in enumerate(windows):
-            charge = not peek and reply[0] == 1 and fits[i]
+            charge = not peek and reply[0] == 1 and (fits[i] or spec.mode == CHARGE) and spec.mode != CHECK
             self._finish(spec, i, reply, charge, fits[i], now, hits, token)
         return decode(windows, reply)
 

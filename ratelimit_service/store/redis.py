@@ -10,15 +10,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as redis
-from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel
-from redis.backoff import NoBackoff
+from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
+from common.redis_client import CLUSTER, client_from_url
 from ratelimit_service.store.base import ALGORITHM_CODES, StoreResult, StoreWindow, decode, request_token
 from ratelimit_service.store.script_pipe import CommandTemplate, ScriptPipe
 
@@ -161,50 +159,16 @@ class RedisStore:
         await self.client.aclose()
 
 
-def _hosts(netloc: str, default_port: int) -> list[tuple[str, int]]:
-    found = []
-    for part in netloc.rsplit("@", 1)[-1].split(","):
-        host, _, port = part.rpartition(":") if ":" in part else (part, "", "")
-        found.append((host or "127.0.0.1", int(port or default_port)))
-    return found
-
-
 def redis_store_from_url(url: str, timeout: float) -> RedisStore:
     """redis://, rediss://, unix://, redis+cluster://h:p[,h:p], redis+sentinel://h:p[,h:p]/service[/db]."""
-    # No retries: a script whose reply was lost may have run, and running it again would charge
-    # the request twice. A failed call gets the failure mode; the next one reconnects.
-    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
-    parts = urlsplit(url)
-    password = unquote(parts.password) if parts.password else None
-    username = unquote(parts.username) if parts.username else None
-    if parts.scheme in ("redis", "rediss", "unix"):
-        # A burst larger than the pool waits (up to the timeout) instead of failing at once.
-        pool = redis.BlockingConnectionPool.from_url(
-            url, max_connections=MAX_CONNECTIONS, timeout=timeout, **options
-        )
-        client = redis.Redis(connection_pool=pool)
-        # TLS stays with redis-py; plain TCP and unix sockets take the lean hot path.
-        pipe = None if parts.scheme == "rediss" else ScriptPipe(url, SCRIPT, timeout)
-        return RedisStore(client, pipe=pipe)
-    if parts.scheme in ("redis+cluster", "rediss+cluster"):
-        nodes = [ClusterNode(h, p) for h, p in _hosts(parts.netloc, 6379)]
-        client = RedisCluster(
-            startup_nodes=nodes,
-            username=username,
-            password=password,
-            ssl=parts.scheme.startswith("rediss"),
-            **options,
-        )
+    # No retries (common.redis_client): a script whose reply was lost may have run, and running it
+    # again would charge the request twice. A failed call gets the failure mode; the next reconnects.
+    scheme = urlsplit(url).scheme
+    client = client_from_url(url, timeout, MAX_CONNECTIONS)
+    if scheme in CLUSTER:
         # MOVED hops, a NOSCRIPT reload or one script per slot fit in twice the store timeout,
         # still under Envoy's 0.25 s for the default 0.1 s.
         return RedisStore(client, cluster=True, cluster_deadline=2 * timeout)
-    if parts.scheme == "redis+sentinel":
-        path = [p for p in parts.path.split("/") if p]
-        if not path:
-            raise ValueError("redis+sentinel:// needs the service name: redis+sentinel://host:26379/mymaster")
-        db = int(path[1]) if len(path) > 1 else 0
-        sentinel = Sentinel(
-            _hosts(parts.netloc, 26379), sentinel_kwargs={"socket_timeout": timeout}, **options
-        )
-        return RedisStore(sentinel.master_for(path[0], db=db, username=username, password=password))
-    raise ValueError(f"unsupported scheme {parts.scheme!r}")
+    # TLS stays with redis-py; plain TCP and unix sockets take the lean hot path.
+    pipe = ScriptPipe(url, SCRIPT, timeout) if scheme in ("redis", "unix") else None
+    return RedisStore(client, pipe=pipe)

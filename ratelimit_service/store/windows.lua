@@ -3,7 +3,9 @@
 -- ARGV[1]: now in ms ('' = Redis TIME: every replica then agrees on the clock)
 -- ARGV[2]: hits   ARGV[3]: 'c' commit or 'p' peek (no writes)   ARGV[4]: unique request token
 -- ARGV[4i+1 .. 4i+4]: window i: algorithm (w sliding_window, f fixed_window, l sliding_log),
---                     limit, length in ms, enforced ('1'), shadow ('0') or quota group ('q<n>')
+--                     limit, length in ms, enforced ('1'), shadow ('0'), quota group ('q<n>'),
+--                     token check ('t': blocks unless one more hit fits, never charged) or
+--                     token charge ('c': never blocks, charged with the hits even past the limit)
 -- Returns {allowed, a_1, b_1, c_1, fit_1, a_2, ...}:
 --   w: prev, cur, elapsed_ms    f: count, elapsed_ms, 0    l: count, frees_in_ms, 0
 -- (counts include the hits when they were charged); fit: 1 when the hits fitted that window. A request is admitted when every
@@ -22,7 +24,7 @@ local commit = ARGV[3] == 'c'
 local token = ARGV[4]
 local allowed = 1
 local out = {}
-local fits, algos, limits, lengths, buckets = {}, {}, {}, {}, {}
+local fits, algos, limits, lengths, buckets, flags = {}, {}, {}, {}, {}, {}
 local quota_fits = {}  -- quota group -> every window of it fits
 
 -- Time until the j-th oldest log entry still in the window leaves it.
@@ -36,6 +38,9 @@ for i = 1, #KEYS do
   local a = 4 * i + 1
   local algo, limit, w = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local key = KEYS[i]
+  local flag = ARGV[a + 3]
+  local h = hits
+  if flag == 't' then h = 1 end
   local bucket = math.floor(now / w)
   local elapsed = now - bucket * w
   local fit
@@ -48,13 +53,13 @@ for i = 1, #KEYS do
       prev = tonumber(v[3])  -- the stored bucket is now the previous one
     end
     -- prev * (w - elapsed) / w + cur + hits <= limit, in integers
-    fit = prev * (w - elapsed) + (cur + hits) * w <= limit * w
+    fit = prev * (w - elapsed) + (cur + h) * w <= limit * w
     out[4 * i - 2], out[4 * i - 1], out[4 * i] = prev, cur, elapsed
   elseif algo == 'f' then
     local v = redis.call('HMGET', key, 'b', 'c')
     local count = 0
     if tonumber(v[1]) == bucket then count = tonumber(v[2]) end
-    fit = count + hits <= limit
+    fit = count + h <= limit
     out[4 * i - 2], out[4 * i - 1], out[4 * i] = count, elapsed, 0
   else
     local count
@@ -64,16 +69,16 @@ for i = 1, #KEYS do
     else
       count = redis.call('ZCOUNT', key, '(' .. (now - w), '+inf')
     end
-    fit = count + hits <= limit
+    fit = count + h <= limit
     out[4 * i - 2], out[4 * i - 1], out[4 * i] = count, 0, 0
   end
-  local flag = ARGV[a + 3]
-  if flag == '1' and not fit then allowed = 0 end
+  if (flag == '1' or flag == 't') and not fit then allowed = 0 end
   if string.sub(flag, 1, 1) == 'q' then
     quota_fits[flag] = (quota_fits[flag] ~= false) and fit
   end
   out[4 * i + 1] = fit and 1 or 0
   fits[i], algos[i], limits[i], lengths[i], buckets[i] = fit, algo, limit, w, bucket
+  flags[i] = flag
 end
 
 if next(quota_fits) ~= nil then
@@ -86,7 +91,7 @@ end
 
 for i = 1, #KEYS do
   local key, w = KEYS[i], lengths[i]
-  local charge = commit and allowed == 1 and fits[i]
+  local charge = commit and allowed == 1 and (fits[i] or flags[i] == 'c') and flags[i] ~= 't'
   if charge and algos[i] == 'w' then
     out[4 * i - 1] = out[4 * i - 1] + hits
     redis.call('HSET', key, 'b', buckets[i], 'p', out[4 * i - 2], 'c', out[4 * i - 1])

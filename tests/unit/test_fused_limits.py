@@ -64,6 +64,14 @@ def route(config: dict, match: dict) -> dict:
     )
 
 
+# The /v1/ route of unsigned requests, and its twin for signed ones (ext_authz also gets the body).
+UNSIGNED_V1 = {
+    "prefix": "/v1/",
+    "headers": [{"name": "x-signature", "present_match": True, "invert_match": True}],
+}
+SIGNED_V1 = {"prefix": "/v1/", "headers": [{"name": "x-signature", "present_match": True}]}
+
+
 def rendered(**values: str) -> dict:
     return yaml.safe_load(render.render(render.values_from_env(values)))
 
@@ -147,7 +155,8 @@ def test_descriptor_entries_and_overrides() -> None:
 def test_the_template_builds_the_descriptor_fused_mode_builds() -> None:
     """If the template's /v1/ actions change, fused.descriptors must change with them."""
     config = rendered()
-    policies = route(config, {"prefix": "/v1/"})["route"]["rate_limits"]
+    policies = route(config, UNSIGNED_V1)["route"]["rate_limits"]
+    assert route(config, SIGNED_V1)["route"] == route(config, UNSIGNED_V1)["route"]  # one action
     actions = [a for p in policies for a in p["actions"]]
     assert actions[0] == {"generic_key": {"descriptor_key": "route", "descriptor_value": "v1"}}
     assert (
@@ -168,10 +177,14 @@ def test_fused_render(tmp_path: Path) -> None:
     assert render.RATELIMIT not in [f["name"] for f in manager(config)["http_filters"]]
     assert "ratelimit" not in [c["name"] for c in config["static_resources"]["clusters"]]
     assert "ratelimit_http" in [c["name"] for c in config["static_resources"]["clusters"]]  # /v1/usage
-    v1 = route(config, {"prefix": "/v1/"})
+    v1 = route(config, UNSIGNED_V1)
     assert "rate_limits" not in v1["route"]
     settings = v1["typed_per_filter_config"][render.EXT_AUTHZ]["check_settings"]
     assert settings == {"context_extensions": {fused.ROUTE_EXTENSION: "v1"}}
+    # The signed route is charged the same way and still sends the body to authz.
+    signed = route(config, SIGNED_V1)["typed_per_filter_config"][render.EXT_AUTHZ]["check_settings"]
+    assert signed["context_extensions"] == settings["context_extensions"]
+    assert signed["with_request_body"]["pack_as_bytes"] is True
     assert "typed_per_filter_config" not in route(config, {"path": "/v1/usage"})
     authz = next(f for f in manager(config)["http_filters"] if f["name"] == render.EXT_AUTHZ)
     assert (
