@@ -17,7 +17,7 @@ from inference.adapter.health import fetch_queue_size, health_body, package_vers
 from inference.adapter.metrics import AdapterMetrics, MetricsMiddleware
 from inference.adapter.openai_compat import check_dimensions, parse_embeddings_body
 from inference.adapter.openai_compat import embeddings_body as openai_body
-from inference.adapter.responses import OrjsonResponse, dump_json, json_bytes_response
+from inference.adapter.responses import OrjsonResponse, Reply, dump_json, reply_response
 from inference.adapter.schemas import (
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -79,15 +79,15 @@ def create_app(
     detection = detect_router(settings, detector)
     app.include_router(detection)
 
-    async def embed_body(raw: bytes) -> bytes:
+    async def embed_body(raw: bytes) -> Reply:
         text = parse_embed_body(raw, settings.max_input_chars)
         result = await triton.embed([text])
         tokens = int(result.tokens[0])
         metrics.record_embeddings(1, tokens)
         usage = {"prompt_tokens": tokens, "total_tokens": tokens}
-        return dump_json({"embedding": result.vectors[0], "model": model_name, "usage": usage})
+        return dump_json({"embedding": result.vectors[0], "model": model_name, "usage": usage}), tokens
 
-    async def embeddings_body(raw: bytes) -> bytes:
+    async def embeddings_body(raw: bytes) -> Reply:
         parsed = parse_embeddings_body(
             raw,
             max_chars=settings.max_input_chars,
@@ -99,7 +99,7 @@ def create_app(
         result = await triton.embed(parsed.texts)
         tokens = int(result.tokens.sum())
         metrics.record_embeddings(len(parsed.texts), tokens)
-        return dump_json(openai_body(result.vectors, tokens, model_name, parsed.encoding_format))
+        return dump_json(openai_body(result.vectors, tokens, model_name, parsed.encoding_format)), tokens
 
     # The framework routes: the OpenAPI docs, and the path every request takes with the fast
     # path off (ADAPTER_FAST_PATH=0); the fast path (below) answers the same with the same code.
@@ -111,7 +111,7 @@ def create_app(
         openapi_extra=_json_body(EmbedRequest),
     )
     async def embed(request: Request) -> Response:
-        return json_bytes_response(await embed_body(await read_body(request, embed_limit)))
+        return reply_response(await embed_body(await read_body(request, embed_limit)))
 
     @app.post(
         "/v1/embeddings",
@@ -121,7 +121,7 @@ def create_app(
         openapi_extra=_json_body(EmbeddingsRequest),
     )
     async def embeddings(request: Request) -> Response:
-        return json_bytes_response(await embeddings_body(await read_body(request, embeddings_limit)))
+        return reply_response(await embeddings_body(await read_body(request, embeddings_limit)))
 
     # In front of everything: the metrics, then the fast path (which hands every other request
     # to the framework).

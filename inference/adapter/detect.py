@@ -28,7 +28,7 @@ from tritonclient.utils import InferenceServerException
 
 from inference.adapter.errors import ERRORS_DOC
 from inference.adapter.fast_path import read_body
-from inference.adapter.responses import dump_json, json_bytes_response
+from inference.adapter.responses import Reply, dump_json, reply_response
 from inference.adapter.settings import AdapterSettings
 from inference.adapter.triton_client import (
     PROBE_TIMEOUT_S,
@@ -54,7 +54,7 @@ from inference.detection.verdict import Verdict, verdict
 DETECT_MODEL = "detector"  # the Triton ensemble (model_repository/detector)
 ENDPOINT_NAME = "minilm-detector"
 MAX_BATCH_TEXTS = 64  # the ensemble's max_batch_size: one batch request is one Triton request
-PROBS = "PROBS"
+PROBS, TOKENS = "PROBS", "TOKENS"  # TOKENS: the embedder's count per text, for x-gateway-tokens
 
 
 class TritonDetector(TritonConnection):
@@ -69,14 +69,18 @@ class TritonDetector(TritonConnection):
         self.timeout_s = timeout_s
         self._client: InferenceServerClient | None = None
         self._device: str | None = None
-        self._outputs = [ModelInferRequest.InferRequestedOutputTensor(name=PROBS)]
+        self._outputs = [ModelInferRequest.InferRequestedOutputTensor(name=n) for n in (PROBS, TOKENS)]
+
+    async def classify(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
+        """(n, len(CLASSES)) probabilities in input order, and the tokens the texts used."""
+        parts = [await self._infer(texts[a:b]) for a, b in chunks(len(texts), MAX_BATCH_TEXTS)]
+        return np.concatenate([p for p, _ in parts]), sum(t for _, t in parts)
 
     async def probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """(n, len(CLASSES)) probabilities in input order."""
-        parts = [await self._infer(texts[a:b]) for a, b in chunks(len(texts), MAX_BATCH_TEXTS)]
-        return np.concatenate(parts)
+        return (await self.classify(texts))[0]
 
-    async def _infer(self, texts: Sequence[str]) -> np.ndarray:
+    async def _infer(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
         request = ModelInferRequest(
             model_name=self.model,
             inputs=[ModelInferRequest.InferInputTensor(name="TEXT", datatype="BYTES", shape=[len(texts), 1])],
@@ -95,7 +99,8 @@ class TritonDetector(TritonConnection):
             raise TritonFailure(
                 f"Triton {self.model}: expected {PROBS} ({len(texts)}, {len(CLASSES)}), got {size} values"
             )
-        return probs.reshape(len(texts), len(CLASSES))
+        tokens = int(np.frombuffer(found[TOKENS], dtype=np.int32).sum()) if TOKENS in found else 0
+        return probs.reshape(len(texts), len(CLASSES)), tokens
 
     async def device(self) -> str:
         """'cpu' or 'cuda:N' of the embedder, asked once and cached until Triton fails a request."""
@@ -212,20 +217,20 @@ def detect_router(settings: AdapterSettings, detector: TritonDetector | None = N
 
     router = APIRouter(lifespan=lifespan, tags=["detection"])
 
-    async def verdicts(texts: Sequence[str]) -> tuple[list[Verdict], str]:
-        probs = await triton.probabilities(texts)
-        return [verdict(row) for row in probs.tolist()], endpoint_label(await triton.device())
+    async def verdicts(texts: Sequence[str]) -> tuple[list[Verdict], str, int]:
+        probs, tokens = await triton.classify(texts)
+        return [verdict(row) for row in probs.tolist()], endpoint_label(await triton.device()), tokens
 
-    async def detect_body(raw: bytes) -> bytes:
+    async def detect_body(raw: bytes) -> Reply:
         started = time.perf_counter()
         text = parse_detect_body(raw, settings.max_input_chars)
-        (result,), endpoint = await verdicts([text])
-        return dump_json(detection_body(result, (time.perf_counter() - started) * 1000, endpoint))
+        (result,), endpoint, tokens = await verdicts([text])
+        return dump_json(detection_body(result, (time.perf_counter() - started) * 1000, endpoint)), tokens
 
-    async def batch_body(raw: bytes) -> bytes:
+    async def batch_body(raw: bytes) -> Reply:
         started = time.perf_counter()
         texts = parse_batch_body(raw, settings.max_input_chars)
-        results, endpoint = await verdicts(texts)
+        results, endpoint, tokens = await verdicts(texts)
         elapsed_ms = (time.perf_counter() - started) * 1000
         body = {
             "results": [detection_body(r, elapsed_ms, endpoint) for r in results],
@@ -233,11 +238,11 @@ def detect_router(settings: AdapterSettings, detector: TritonDetector | None = N
             "processing_time_ms": round(elapsed_ms, 2),
             "endpoint": endpoint,
         }
-        return dump_json(body)
+        return dump_json(body), tokens
 
     @router.post("/v1/detect", summary="Is this text a prompt attack?", **_doc(DetectRequest, Detection))
     async def detect(request: Request) -> Response:
-        return json_bytes_response(await detect_body(await read_body(request, single_limit)))
+        return reply_response(await detect_body(await read_body(request, single_limit)))
 
     @router.post(
         "/v1/detect/batch",
@@ -245,7 +250,7 @@ def detect_router(settings: AdapterSettings, detector: TritonDetector | None = N
         **_doc(BatchDetectRequest, BatchDetectResponse),
     )
     async def detect_batch(request: Request) -> Response:
-        return json_bytes_response(await batch_body(await read_body(request, batch_limit)))
+        return reply_response(await batch_body(await read_body(request, batch_limit)))
 
     # The same handlers for the adapter's fast path (inference/adapter/fast_path.py).
     router.fast_routes = {  # type: ignore[attr-defined]

@@ -21,13 +21,15 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from inference.adapter.responses import TOKENS_HEADER, Reply
 from inference.adapter.validation import InvalidRequest, check_body_size
 
 log = logging.getLogger("inference.adapter")
 ASGIApp = Callable[..., Awaitable[None]]
-Handler = Callable[[bytes], Awaitable[bytes]]  # request body → JSON response body
+Handler = Callable[[bytes], Awaitable[Reply]]  # request body → JSON response body, tokens used
 ExceptionHandler = Callable[[Request, Exception], Awaitable[Response]]
 JSON_HEADERS = [(b"content-type", b"application/json")]
+TOKENS = TOKENS_HEADER.encode()
 
 
 async def read_limited(scope: dict[str, Any], receive: Any, limit: int) -> bytes:
@@ -75,12 +77,12 @@ class FastRoutes:
             return
         handler, limit = route
         try:
-            body = await handler(await read_limited(scope, receive, limit))
+            body, tokens = await handler(await read_limited(scope, receive, limit))
         except Exception as exc:
             response = await self.answer_error(scope, exc)
             await response(scope, receive, send)
             return
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), (TOKENS, b"%d" % tokens)]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

@@ -22,9 +22,17 @@ class OrjsonResponse(JSONResponse):
         return dump_json(content)
 
 
-def json_bytes_response(body: bytes, status: int = 200) -> Response:
-    """A response for a body that is already JSON bytes."""
-    return Response(body, status_code=status, media_type="application/json")
+# The tokens a successful inference response used (its usage.prompt_tokens), for Envoy: the rate-limit
+# filter charges them to the key's token limit when the response is done, and the usage records
+# read them from the access log (docs/ratelimit.md#token-limits). Integer, always present.
+TOKENS_HEADER = "x-gateway-tokens"
+Reply = tuple[bytes, int]  # a hot route's JSON body and its token count
+
+
+def reply_response(reply: Reply) -> Response:
+    """The framework routes' answer: the same body and headers as the fast path's."""
+    body, tokens = reply
+    return Response(body, media_type="application/json", headers={TOKENS_HEADER: str(tokens)})
 
 
 def error_response(

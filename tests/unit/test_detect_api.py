@@ -38,11 +38,12 @@ class FakeDetector(TritonDetector):
         self.fail: Exception | None = None
         self.calls: list[list[str]] = []
 
-    async def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+    async def classify(self, texts: Sequence[str]) -> tuple[np.ndarray, int]:
         self.calls.append(list(texts))
         if self.fail:
             raise self.fail
-        return np.array([ATTACK_ROW if "attack" in t else BENIGN_ROW for t in texts], dtype=np.float32)
+        rows = [ATTACK_ROW if "attack" in t else BENIGN_ROW for t in texts]
+        return np.array(rows, dtype=np.float32), sum(len(t.split()) for t in texts)
 
     async def device(self) -> str:
         return "cuda:0"
