@@ -30,6 +30,11 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     "ratelimit_host": ("RATELIMIT_HOST", "127.0.0.1"),
     "ratelimit_port": ("RATELIMIT_GRPC_PORT", "9011"),
     "ratelimit_http_port": ("RATELIMIT_HTTP_PORT", "9012"),
+    "usage_host": ("USAGE_HOST", "127.0.0.1"),
+    "usage_http_port": ("USAGE_HTTP_PORT", "9021"),
+    # A second access log (JSON lines) of the requests ext_authz granted, which usage_service
+    # turns into usage records (docs/usage.md). '' = none.
+    "usage_log_path": ("GATEWAY_USAGE_LOG", ""),
     "adapter_host": ("ADAPTER_HOST", "127.0.0.1"),
     "adapter_port": ("ADAPTER_PORT", "8001"),
     # Inference pools, comma-separated host:port. Priority 0 (e.g. GPU) defaults to the one
@@ -329,6 +334,7 @@ def render(values: dict[str, str]) -> str:
     }
     filled["allowed_domains"], filled["untrusted_hosts"] = host_matching(values["allowed_hosts"])
     filled["rbac_filters"] = rbac_filters(values["allow_cidrs"], values["deny_cidrs"])
+    filled["usage_log"] = usage_log(values["usage_log_path"])
     # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
     text = string.Template(TEMPLATE.read_text()).substitute(filled)
     fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")
@@ -361,6 +367,35 @@ COMPACT_LOG = (
 )
 
 
+STDOUT_LOG = "envoy.access_loggers.stdout"
+# The usage log's fields. The key id comes from ext_authz's dynamic metadata, never from a request
+# header (a client can send x-gateway-key-id on routes where ext_authz is off); tokens from the
+# adapter's x-gateway-tokens response header; RL in flags = refused by the ratelimit filter.
+USAGE_LOG_FORMAT = {
+    "time": "%START_TIME%", "key_id": "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:key_id)%",
+    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "status": "%RESPONSE_CODE%",
+    "tokens": "%RESP(X-GATEWAY-TOKENS)%", "flags": "%RESPONSE_FLAGS%",
+}  # fmt: skip
+
+
+def usage_log(path: str) -> str:
+    """GATEWAY_USAGE_LOG: a file access log of the requests ext_authz granted (those with a key id
+    in its metadata), as a block-list item for the template's access_log; '' for none (or off)."""
+    if path.strip().lower() in ("", "0", "off", "false", "no"):
+        return ""
+    key_id = {"filter": EXT_AUTHZ, "path": [{"key": "key_id"}], "value": {"present_match": True}}
+    logger = {
+        "name": "envoy.access_loggers.file",
+        "filter": {"metadata_filter": {"matcher": key_id, "match_if_key_not_found": False}},
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+            "path": path,
+            "log_format": {"json_format": USAGE_LOG_FORMAT},
+        },
+    }
+    return f"\n          - {json.dumps(logger)}"
+
+
 def access_log_mode(mode: str) -> str:
     """GATEWAY_ACCESS_LOG as one of on (JSON lines, the default), compact (one short text line
     per request) or off."""
@@ -381,8 +416,10 @@ def with_access_log(config: dict[str, Any], mode: str) -> None:
         log_format = manager["access_log"][0]["typed_config"]["log_format"]
         log_format.pop("json_format")
         log_format["text_format_source"] = {"inline_string": COMPACT_LOG}
-    elif mode == "off":
-        manager.pop("access_log", None)
+    elif mode == "off":  # the usage log, if any, stays
+        manager["access_log"] = [log for log in manager["access_log"] if log["name"] != STDOUT_LOG]
+        if not manager["access_log"]:
+            manager.pop("access_log")
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from stack.ports import DEFAULT_PORTS, port
 from stack.redis import socket_url
 
 MASTER_KEY_FILE = RUN_DIR / "signing_master.key"
-PROCESSES = ["triton", "adapter", "authz", "authz-http", "ratelimit", "envoy", "ready"]
+PROCESSES = ["triton", "adapter", "authz", "authz-http", "ratelimit", "usage", "envoy", "ready"]
+USAGE_LOG = RUN_DIR / "usage" / "access.jsonl"
 
 
 def port_in_use(p: int) -> bool:
@@ -73,6 +74,11 @@ def stack_env() -> tuple[dict[str, str], list[str]]:
     # One short line per client request on the console (probes are never logged); JSON lines
     # remain the default everywhere else (compose, Kubernetes) and with GATEWAY_ACCESS_LOG=on.
     env.setdefault("GATEWAY_ACCESS_LOG", "compact")
+    # Usage records (docs/usage.md): Envoy writes the usage log here, the usage service tails it.
+    env.setdefault("GATEWAY_USAGE_LOG", str(USAGE_LOG))
+    if env["GATEWAY_USAGE_LOG"].strip().lower() in ("", "0", "off", "false", "no"):
+        env["GATEWAY_USAGE_LOG"] = ""  # off: no second log, no writer
+        names.remove("usage")
     return env, names
 
 
@@ -137,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     env, names = stack_env()
     check_ports_free(env, names)
     RUN_DIR.mkdir(exist_ok=True)
+    if env["GATEWAY_USAGE_LOG"]:  # Envoy creates the file, not its folder
+        Path(env["GATEWAY_USAGE_LOG"]).parent.mkdir(parents=True, exist_ok=True)
     if env.get("SIGNING_MASTER_KEY_FILE") == str(MASTER_KEY_FILE):
         write_master_key(MASTER_KEY_FILE)
     print(f"stack: starting {', '.join(names)} (logs below, prefixed by process)", flush=True)

@@ -15,6 +15,7 @@ DEFAULT_PORTS: dict[str, int] = {
     "AUTHZ_HTTP_PORT": 9002,  # key API (register/profile), behind Envoy's /auth/ routes
     "RATELIMIT_GRPC_PORT": 9011,
     "RATELIMIT_HTTP_PORT": 9012,  # GET /v1/usage (behind Envoy), /metrics
+    "USAGE_HTTP_PORT": 9021,  # usage records: /v1/usage/history, /admin/usage (behind Envoy), /metrics
     "EMBEDDED_REDIS_PORT": 6390,  # not 6379/5432: never collide with a system Redis/Postgres
     "EMBEDDED_POSTGRES_PORT": 5442,
 }

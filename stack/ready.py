@@ -18,6 +18,13 @@ PROGRESS_EVERY_S = 5.0
 SLOW_START_WARNING_S = 300.0
 
 
+def usage_check() -> dict[str, Callable[[], bool]]:
+    """The usage writer, when make run starts it (GATEWAY_USAGE_LOG not off)."""
+    if not os.environ.get("GATEWAY_USAGE_LOG"):
+        return {}
+    return {"usage": lambda: http_ok(f"http://127.0.0.1:{port('USAGE_HTTP_PORT')}/health")}
+
+
 def checks() -> dict[str, Callable[[], bool]]:
     found: dict[str, Callable[[], bool]] = {}
     if os.environ.get("EMBEDDED_REDIS") == "1":
@@ -37,6 +44,7 @@ def checks() -> dict[str, Callable[[], bool]]:
         "authz http": lambda: http_ok(f"http://127.0.0.1:{port('AUTHZ_HTTP_PORT')}/health"),
         "ratelimit": lambda: grpc_serving(f"127.0.0.1:{port('RATELIMIT_GRPC_PORT')}"),
         "ratelimit http": lambda: http_ok(f"http://127.0.0.1:{port('RATELIMIT_HTTP_PORT')}/health"),
+        **usage_check(),
         # Through the admin port: the public one may speak HTTPS (--tls-cert).
         "envoy": lambda: http_ok(f"http://127.0.0.1:{port('ENVOY_ADMIN_PORT')}/ready"),
     }

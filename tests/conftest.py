@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.ratelimit_fixtures",
     "tests.envoy_fixtures",
     "tests.detect_fixtures",
+    "tests.usage_fixtures",
 ]
 
 # Small on purpose: the 4th request in a minute is refused. Tests use a fresh key each.
