@@ -33,13 +33,12 @@ from authz_service.store import PostgresKeyStore
 from common import probes
 from stack import envoy as envoy_launcher
 from tests.procs import PYTHON, ROOT, Proc, free_port, python_module
+from tests.signing_keys import SIGNING_MASTER_KEY
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 REPLICA_CACHE_TTL_S = "300"  # far longer than any test: a change must arrive by NOTIFY
 PLAN_RATE_LIMIT_MINUTE = "3"  # the session ratelimit service's limit (tests.conftest)
 LOOSE = "1000000"
-# The request-signing master key of every authz process and key CLI here (base64 of 32 bytes).
-SIGNING_MASTER_KEY = "dGVzdC1zaWduaW5nLW1hc3Rlci1rZXktMzItYnl0ZXM="
 
 
 class _Echo(BaseHTTPRequestHandler):

@@ -19,6 +19,7 @@ from authz_service.store import PostgresKeyStore
 from common import probes
 from stack import envoy as envoy_launcher
 from tests.procs import Proc, free_port, python_module
+from tests.signing_keys import SIGNING_MASTER_KEY
 
 pytest_plugins = [
     "tests.inference_fixtures",
@@ -76,10 +77,12 @@ def dev_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def authz_port(run_dir: Path, database_url: str, dev_key: str) -> Iterator[int]:
+def authz_port(run_dir: Path, database_url: str, redis_url: str, dev_key: str) -> Iterator[int]:
     port = free_port()
     env = {
         "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,  # the replay cache of signed requests
+        "SIGNING_MASTER_KEY": SIGNING_MASTER_KEY,
         "TEST_API_KEY": dev_key,
         "AUTHZ_CACHE_TTL": "1",
         "RATE_LIMIT_MINUTE": str(TEST_RATE_LIMIT_MINUTE),  # the effective limits it reports

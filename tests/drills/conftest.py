@@ -45,6 +45,8 @@ class DrillLog:
     rows: list[Row] = field(default_factory=list)
     # Every plaintext key a drill created: the secrets drill greps the logs for each one.
     keys: set[str] = field(default_factory=set)
+    # Other secrets a drill handled (signing secrets, the signing master key): searched as they are.
+    secrets: set[str] = field(default_factory=set)
 
     def record(self, row: Row) -> None:
         self.rows.append(row)

@@ -123,4 +123,17 @@ CASES = [
     Case("/v1/usage without key", lambda k: request(b"GET", b"/v1/usage")),
     Case("/auth/register without admin token",
          lambda k: request(b"POST", b"/auth/register", [JSON], b'{"name": "x"}')),
+    # Request signing: the signed route (X-Signature present) buffers the body for authz; a key
+    # that does not sign ignores the headers, and no header value can crash the check.
+    Case("signature headers, no key",
+         lambda k: embed([(b"X-Signature", b"v1=" + b"0" * 64), (b"X-Signature-Timestamp", b"1")])),
+    Case("10 KB signature, no key", lambda k: embed([(b"X-Signature", b"v1=" + b"f" * 10_000)])),
+    Case("junk signature headers on a key that does not sign",
+         lambda k: embed([bearer(k), (b"X-Signature", b"v1=\xff\xfe"), (b"X-Signature-Timestamp", b"9" * 400)]),
+         True),
+    Case("signature header on a chunked body, with key",
+         lambda k: request(b"POST", EMBED, [JSON, bearer(k), (b"X-Signature", b"v1=1"),
+                                            (b"Transfer-Encoding", b"chunked")], b"").replace(
+             b"Content-Length: 0\r\n", b"", 1).removesuffix(b"\r\n\r\n") + b"\r\n\r\n" +
+             hex(len(BODY))[2:].encode() + b"\r\n" + BODY + b"\r\n0\r\n\r\n", True),
 ]  # fmt: skip
