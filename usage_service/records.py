@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 # Route groups a record is counted under: the first segment after /v1/ when it is one of these,
 # "auth" for the key API, else "other" (a client probing odd paths must not create new rows).
@@ -46,6 +47,8 @@ class Record:
 
 def route_group(path: str) -> str:
     path = path.split("?", 1)[0]
+    if "%" in path:  # the upstream decodes %XX: /v1/%65mbed is /v1/embed
+        path = unquote(path)
     if path.startswith("/v1/"):
         segment = path[4:].split("/", 1)[0]
         return segment if segment in V1_GROUPS else "other"
