@@ -16,8 +16,9 @@ from envoy.service.auth.v3.external_auth_pb2 import CheckResponse
 
 from authz_service import responses, scopes
 from authz_service.model import KeyRecord
-from authz_service.plans import Plans
+from authz_service.plans import Plans, token_limits
 from authz_service.sealing import SealingError, SecretBox
+from ratelimit_service import tokens
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class Grant:
     # Signing keys only: the HMAC secret requests are signed with (UNREADABLE when the master key
     # cannot open it: the key's requests get 503, never a pass).
     signing_secret: str | None = None
+    # Fused mode: the token_limits entry of the key's token descriptor (None: no token limit).
+    token_limits: str | None = None
 
     def decide(self, path: str, now: float, client: str = "") -> CheckResponse:
         """The response for a request to `path` at `now` (epoch seconds) made with this key from
@@ -63,7 +66,7 @@ UNREADABLE = ""  # the signing secret of a key whose sealed secret did not open
 
 
 def grant_for(record: KeyRecord, plans: Plans, box: SecretBox | None = None) -> Grant:
-    limits = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
+    limits = plans.key_limits(record)
     return Grant(
         key_id=record.id,
         scopes=frozenset(record.scopes),
@@ -74,6 +77,7 @@ def grant_for(record: KeyRecord, plans: Plans, box: SecretBox | None = None) -> 
         own_limits=own_limits(record),
         networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in record.allowed_ips),
         signing_secret=signing_secret(record, box),
+        token_limits=tokens.format_limits(token_limits(limits)),
     )
 
 

@@ -33,6 +33,9 @@ class KeyRecord:
     allowed_ips: tuple[str, ...] = ()  # client CIDRs the key may be used from; () → any address
     # The request-signing secret, sealed (authz_service.sealing); None: requests need no signature.
     signing_secret_enc: bytes | None = None
+    # Token limits (docs/ratelimit.md#token-limits); None → the plan's (by default: none).
+    token_limit_per_minute: int | None = None
+    token_limit_per_day: int | None = None
 
     @property
     def signing(self) -> bool:

@@ -24,8 +24,8 @@ _SELECT_BY_ID = f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1"
 _INSERT = f"""
     INSERT INTO api_keys (id, key_hash, display_prefix, name, owner, environment, plan,
                           rate_limit_minute, rate_limit_hour, scopes, expires_at, allowed_ips,
-                          signing_secret_enc)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::cidr[], $13)
+                          signing_secret_enc, token_limit_per_minute, token_limit_per_day)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12::cidr[], $13, $14, $15)
     RETURNING {KEY_COLUMNS}
 """
 
@@ -106,6 +106,8 @@ class PostgresKeyStore:
         allowed_ips: Iterable[str] = (),
         key_id: str | None = None,
         signing_secret_enc: bytes | None = None,
+        token_limit_per_minute: int | None = None,
+        token_limit_per_day: int | None = None,
     ) -> KeyRecord:
         """Store a new key (by hash only) and return its record. A signing key's secret arrives
         sealed for `key_id` (see new_signing_secret)."""
@@ -124,6 +126,8 @@ class PostgresKeyStore:
             expires_at,
             list(allowed_ips),
             signing_secret_enc,
+            token_limit_per_minute,
+            token_limit_per_day,
         )
         return to_record(row)
 
@@ -187,6 +191,7 @@ class PostgresKeyStore:
             new = await self.create_key(
                 new_key, old.name, old.owner, old.plan, old.rate_limit_minute, old.rate_limit_hour,
                 old.scopes, old.expires_at, conn, old.allowed_ips, new_id, sealed,
+                old.token_limit_per_minute, old.token_limit_per_day,
             )  # fmt: skip
             row = await conn.fetchrow(
                 f"UPDATE api_keys SET replaced_by = $2, revoked_at = now() + $3::interval"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from authz_service.plans import Limits
+from authz_service.plans import Limits, token_limits
 from ratelimit_service.config import DEFAULT_CONFIG, load_config
 from ratelimit_service.limiter import Limiter
 from ratelimit_service.store import store_from_url
@@ -26,9 +26,11 @@ class UsageReader:
         return cls(Limiter(load_config(config or DEFAULT_CONFIG), store_from_url(redis_url, timeout=0.5)))
 
     async def read(self, key_id: str, plan: str, limits: Limits) -> dict[str, Any] | None:
-        """{"usage": {"requests_last_minute", "requests_last_hour", "timestamp"}, "limits": {...}} or None."""
+        """{"usage": {"requests_last_minute", "requests_last_hour", ["tokens_last_minute", …,] "timestamp"},
+        "limits": {...}} or None."""
         overrides = {"minute": limits.per_minute, "hour": limits.per_hour}
-        return await limiter_usage(self._limiter, key_id, plan, overrides)
+        tokens = {unit: n for unit, n in token_limits(limits).items() if n is not None}
+        return await limiter_usage(self._limiter, key_id, plan, overrides, token_limits=tokens)
 
     async def close(self) -> None:
         await self._limiter.store.close()

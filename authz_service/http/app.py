@@ -30,7 +30,7 @@ from authz_service.http.errors import ApiError, describe, error_response, instal
 from authz_service.http.schemas import ErrorBody, ProfileResponse, RegisterRequest, RegisterResponse
 from authz_service.http.settings import HttpSettings
 from authz_service.model import KeyRecord
-from authz_service.plans import Limits, Plans
+from authz_service.plans import Limits, Plans, token_limits
 from authz_service.sealing import box_from_setting
 from authz_service.store import PostgresKeyStore, new_key_id, new_signing_secret
 from authz_service.usage import UsageReader
@@ -47,11 +47,12 @@ ERRORS = {s: {"model": ErrorBody} for s in (401, 403, 422, 503)}
 
 
 def key_info(record: KeyRecord, plans: Plans) -> dict[str, Any]:
-    limits = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
+    limits = plans.key_limits(record)
     return {
         "id": record.id, "prefix": record.display_prefix, "name": record.name, "owner": record.owner,
         "environment": record.environment, "plan": record.plan, "rate_limit_per_minute": limits.per_minute,
-        "rate_limit_per_hour": limits.per_hour, "scopes": list(record.scopes),
+        "rate_limit_per_hour": limits.per_hour, "token_limit_per_minute": limits.tokens_per_minute,
+        "token_limit_per_day": limits.tokens_per_day, "scopes": list(record.scopes),
         "allowed_ips": list(record.allowed_ips), "signing": record.signing,
         "created_at": record.created_at, "expires_at": record.expires_at,
     }  # fmt: skip
@@ -63,13 +64,18 @@ def usage_of(body: dict[str, Any] | None, limits: Limits) -> dict[str, Any] | No
         return None
     counts = body["usage"]
     minute, hour = counts.get("requests_last_minute", 0), counts.get("requests_last_hour", 0)
-    return {
+    usage = {
         "requests_last_minute": minute,
         "requests_last_hour": hour,
         "remaining_minute": max(0, limits.per_minute - minute),
         "remaining_hour": max(0, limits.per_hour - hour),
         "timestamp": counts["timestamp"],
     }
+    for unit, limit in token_limits(limits).items():
+        if limit is not None:
+            used = counts.get(f"tokens_last_{unit}", 0)
+            usage[f"tokens_last_{unit}"], usage[f"remaining_tokens_{unit}"] = used, max(0, limit - used)
+    return usage
 
 
 def registrar(settings: HttpSettings, token: str | None) -> str:
@@ -103,6 +109,13 @@ def check_open_request(body: RegisterRequest, plans: Plans) -> None:
             f"({limits.per_minute}/minute, {limits.per_hour}/hour)."
         )
         raise ApiError(403, "Permission denied", detail, errors.PERMISSION_DENIED)
+    # A plan's token limit may only be lowered (a plan without one: any limit is lower).
+    asked = {"minute": body.token_limit_per_minute, "day": body.token_limit_per_day}
+    for unit, plan_limit in token_limits(limits).items():
+        wanted = asked[unit]
+        if plan_limit is not None and wanted is not None and wanted > plan_limit:
+            detail = f"Open registration cannot raise the token limit above the plan's ({plan_limit}/{unit})."
+            raise ApiError(403, "Permission denied", detail, errors.PERMISSION_DENIED)
 
 
 def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
@@ -173,7 +186,8 @@ def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
         record = await state["store"].create_key(
             key, body.name, body.owner or body.name, plan, body.rate_limit_per_minute,
             body.rate_limit_per_hour, body.scopes, expires_at, allowed_ips=body.allowed_ips,
-            key_id=key_id, signing_secret_enc=sealed,
+            key_id=key_id, signing_secret_enc=sealed, token_limit_per_minute=body.token_limit_per_minute,
+            token_limit_per_day=body.token_limit_per_day,
         )  # fmt: skip
         REGISTRATIONS.labels(by).inc()
         payload = RegisterResponse(api_key=key, signing_secret=secret, **key_info(record, plans))
@@ -187,8 +201,11 @@ def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
         if record is None:
             detail = "Send your API key through the gateway: 'Authorization: Bearer <key>' or 'X-API-Key'."
             raise ApiError(401, "Authentication failed", detail, errors.AUTHENTICATION_ERROR)
-        effective = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
-        limits = {"per_minute": effective.per_minute, "per_hour": effective.per_hour}
+        effective = plans.key_limits(record)
+        limits = {
+            "per_minute": effective.per_minute, "per_hour": effective.per_hour,
+            "tokens_per_minute": effective.tokens_per_minute, "tokens_per_day": effective.tokens_per_day,
+        }  # fmt: skip
         usage = None
         try:
             usage = usage_of(await state["usage"].read(record.id, record.plan, effective), effective)

@@ -39,6 +39,12 @@ class RegisterRequest(BaseModel):
     rate_limit_per_hour: int | None = Field(
         default=None, ge=1, le=INT4_MAX, description="default: the plan's"
     )
+    token_limit_per_minute: int | None = Field(
+        default=None, ge=1, le=INT4_MAX, description="tokens per minute; default: the plan's (none: no limit)"
+    )
+    token_limit_per_day: int | None = Field(
+        default=None, ge=1, le=INT4_MAX, description="tokens per day; default: the plan's (none: no limit)"
+    )
     scopes: list[str] = Field(default_factory=list, description=f"route groups {scopes.SCOPES}; [] = all")
     environment: Literal["live", "test", "dev"] = "live"
     expires_in: str | None = Field(default=None, description="lifetime such as 30d or 12h; default: never")
@@ -80,6 +86,8 @@ class KeyInfo(BaseModel):
     plan: str
     rate_limit_per_minute: int = Field(description="effective: the key's own limit or its plan's")
     rate_limit_per_hour: int
+    token_limit_per_minute: int | None = Field(default=None, description="effective; null: no token limit")
+    token_limit_per_day: int | None = Field(default=None, description="effective; null: no token limit")
     scopes: list[str] = Field(description="[] = every route group")
     allowed_ips: list[str] = Field(default_factory=list, description="client networks allowed; [] = any")
     signing: bool = Field(default=False, description="whether requests must be signed")
@@ -97,6 +105,8 @@ class RegisterResponse(KeyInfo):
 class Limits(BaseModel):
     per_minute: int
     per_hour: int
+    tokens_per_minute: int | None = Field(default=None, description="null: no token limit")
+    tokens_per_day: int | None = None
 
 
 class Usage(BaseModel):
@@ -104,6 +114,11 @@ class Usage(BaseModel):
     requests_last_hour: int
     remaining_minute: int
     remaining_hour: int
+    # Keys with a token limit only (docs/ratelimit.md#token-limits).
+    tokens_last_minute: int | None = None
+    tokens_last_day: int | None = None
+    remaining_tokens_minute: int | None = None
+    remaining_tokens_day: int | None = None
     timestamp: datetime
 
 

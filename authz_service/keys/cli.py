@@ -97,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-limit-minute", type=positive_int, help="own per-minute limit (default: plan's)"
     )
     generate.add_argument("--rate-limit-hour", type=positive_int, help="own per-hour limit (default: plan's)")
+    generate.add_argument(
+        "--token-limit-minute", type=positive_int, help="own tokens per minute (default: plan's, if any)"
+    )
+    generate.add_argument(
+        "--token-limit-day", type=positive_int, help="own tokens per day (default: plan's, if any)"
+    )
     generate.add_argument("--expires-in", type=_duration, help="lifetime, e.g. 30d, 12h (default: never)")
     generate.add_argument(
         "--allow-ip", type=_network, action="append", default=[], metavar="CIDR",
@@ -164,6 +170,7 @@ async def generate(store: PostgresKeyStore, args: argparse.Namespace) -> dict:
     record = await store.create_key(
         key, args.name, args.owner or args.name, plan, args.rate_limit_minute, args.rate_limit_hour,
         args.scopes, expires_at, allowed_ips=args.allow_ip, key_id=key_id, signing_secret_enc=sealed,
+        token_limit_per_minute=args.token_limit_minute, token_limit_per_day=args.token_limit_day,
     )  # fmt: skip
     shown = {"api_key": key, **({"signing_secret": secret} if secret else {})}
     return {**shown, **render.key_dict(record, plans)}

@@ -14,7 +14,7 @@ def _when(moment: datetime | None, none: str = "never") -> str:
 
 
 def key_dict(record: KeyRecord, plans: Plans) -> dict[str, Any]:
-    limits = plans.limits_for(record.plan, record.rate_limit_minute, record.rate_limit_hour)
+    limits = plans.key_limits(record)
     return {
         "id": record.id,
         "prefix": record.display_prefix,
@@ -24,6 +24,8 @@ def key_dict(record: KeyRecord, plans: Plans) -> dict[str, Any]:
         "plan": record.plan,
         "rate_limit_per_minute": limits.per_minute,
         "rate_limit_per_hour": limits.per_hour,
+        "token_limit_per_minute": limits.tokens_per_minute,
+        "token_limit_per_day": limits.tokens_per_day,
         "scopes": list(record.scopes),
         "allowed_ips": list(record.allowed_ips),
         "signing": record.signing,
@@ -43,11 +45,18 @@ def _details(key: dict[str, Any]) -> list[str]:
         f"prefix   {key['prefix']}",
         f"name     {key['name']} (owner {key['owner']})",
         f"plan     {key['plan']} ({key['rate_limit_per_minute']}/minute, {key['rate_limit_per_hour']}/hour)",
+        f"tokens   {_tokens(key)}",
         f"scopes   {scopes}",
         f"from     {', '.join(key['allowed_ips']) or 'any address'}",
         f"signing  {'required (X-Signature)' if key['signing'] else 'off'}",
         f"expires  {key['expires_at'] or 'never'}",
     ]
+
+
+def _tokens(key: dict[str, Any]) -> str:
+    limits = [f"{key[f'token_limit_per_{unit}']}/{unit}" for unit in ("minute", "day")]
+    shown = [text for text in limits if not text.startswith("None")]
+    return ", ".join(shown) or "no limit"
 
 
 def _secret(key: dict[str, Any]) -> list[str]:
