@@ -19,10 +19,11 @@ from stack import ROOT
 
 OUT = ROOT / "authz_service" / "http" / "gateway_openapi.json"
 PUBLIC_PATHS = (
-    "/v1/embed", "/v1/embeddings", "/v1/detect", "/v1/detect/batch", "/v1/usage",
-    "/auth/register", "/auth/profile", "/health", "/ready",
+    "/v1/embed", "/v1/embeddings", "/v1/detect", "/v1/detect/batch", "/v1/usage", "/v1/usage/history",
+    "/auth/register", "/auth/profile", "/admin/usage", "/health", "/ready",
 )  # fmt: skip
-KEYED = {"/v1/embed", "/v1/embeddings", "/v1/detect", "/v1/detect/batch", "/v1/usage", "/auth/profile"}
+KEYED = {"/v1/embed", "/v1/embeddings", "/v1/detect", "/v1/detect/batch", "/v1/usage", "/v1/usage/history",
+         "/auth/profile"}  # fmt: skip
 SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer sk_live_…"},
     "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: sk_live_…"},
@@ -50,12 +51,15 @@ def service_documents() -> list[dict[str, Any]]:
     from ratelimit_service.http import create_app as usage_api
     from ratelimit_service.limiter import Limiter
     from ratelimit_service.store.memory import MemoryStore
+    from usage_service.http import create_app as records_api
+    from usage_service.writer import WriterState
 
     usage = usage_api(Limiter(load_config(DEFAULT_CONFIG), MemoryStore()))
     return [
         adapter(AdapterSettings()).openapi(),
         key_api(HttpSettings(), builtin_plans(60, 1000)).openapi(),
         usage.openapi(),
+        records_api(lambda: None, WriterState()).openapi(),
     ]
 
 
@@ -78,6 +82,8 @@ def combine(documents: list[dict[str, Any]], version: str) -> dict[str, Any]:
                 operation["security"] = [{"bearer": []}, {"apiKey": []}]
             elif path == "/auth/register":
                 operation["security"] = [{"adminToken": []}, {}]  # {} : open registration, if on
+            elif path == "/admin/usage":
+                operation["security"] = [{"adminToken": []}]
     return {
         "openapi": documents[0].get("openapi", "3.1.0"),
         "info": {"title": "Inference gateway", "version": version, "description": DESCRIPTION},

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pydantic
 from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -35,6 +36,7 @@ from authz_service.sealing import box_from_setting
 from authz_service.store import PostgresKeyStore, new_key_id, new_signing_secret
 from authz_service.usage import UsageReader
 from common import errors
+from usage_service.reading import month_to_date
 
 log = logging.getLogger("authz_service.http")
 
@@ -126,9 +128,12 @@ def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state["store"] = await PostgresKeyStore.connect(settings.database_url)
         state["usage"] = UsageReader.from_url(settings.redis_url, settings.ratelimit_config)
+        # The usage records (usage_service's tables, same database): connects on first use.
+        state["records"] = await asyncpg.create_pool(settings.database_url, min_size=0, max_size=2, timeout=5)
         try:
             yield
         finally:
+            await state["records"].close()
             await state["usage"].close()
             await state["store"].close()
 
@@ -211,12 +216,18 @@ def create_app(settings: HttpSettings, plans: Plans) -> FastAPI:
             usage = usage_of(await state["usage"].read(record.id, record.plan, effective), effective)
         except Exception as exc:  # the profile is still useful without live counters
             log.warning("could not read usage counters: %r", exc)
+        month = None
+        try:
+            month = vars(await month_to_date(state["records"], record.id, datetime.now(UTC)))
+        except Exception as exc:  # as above: the profile stays useful without the records
+            log.warning("could not read usage records: %r", exc)
         payload = ProfileResponse(
             **key_info(record, plans),
             status=str(record.status()),
             last_used_at=record.last_used_at,
             limits=limits,
             usage=usage,
+            month_to_date=month,
         )
         return JSONResponse(payload.model_dump(mode="json"))
 

@@ -122,11 +122,20 @@ class Usage(BaseModel):
     timestamp: datetime
 
 
+class MonthToDate(BaseModel):
+    since: datetime = Field(description="the first of the current month, 00:00 UTC")
+    requests: int
+    tokens: int
+
+
 class ProfileResponse(KeyInfo):
     status: str
     last_used_at: datetime | None = Field(description="updated in batches, a few seconds late")
     limits: Limits
     usage: Usage | None = Field(description="null when the rate-limit counters cannot be read")
+    month_to_date: MonthToDate | None = Field(
+        default=None, description="usage records (docs/usage.md), a few seconds late; null when unreadable"
+    )
 
 
 class ErrorBody(BaseModel):

@@ -25,6 +25,7 @@ from authz_service.sealing import MASTER_KEY_ENV, SealingError, SecretBox, box_f
 from authz_service.settings import OneLineParser, add_database_option, fail
 from authz_service.store import KeyStateError, PostgresKeyStore, new_key_id, new_signing_secret
 from common.settings import add_option, env_default, positive_int
+from usage_service import report
 
 PROG = "python -m authz_service.keys"
 KEY_ID_CHARS = 20  # key_ + 16 hex
@@ -132,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("key_id", metavar="ID", type=_key_id, help="the key's id (see `list`)")
     rotate.add_argument("--grace", type=_duration, default=timedelta(0), help="e.g. 24h (default: 0, now)")
+
+    usage = commands.add_parser(
+        "usage", parents=[common], help="the key's usage records per hour (docs/usage.md)"
+    )
+    usage.add_argument("key_id", metavar="ID", type=_key_id, help="the key's id (see `list`)")
+    usage.add_argument("--since", type=_duration, default=timedelta(days=7), help="e.g. 24h (default: 7d)")
+    usage.add_argument("--plot", type=Path, metavar="FILE.png", help="also plot requests and tokens per hour")
     return parser
 
 
@@ -200,11 +208,19 @@ async def rotate(store: PostgresKeyStore, args: argparse.Namespace) -> dict:
     return {**shown, **render.key_dict(new, plans), "replaces": render.key_dict(old, plans)}
 
 
+async def usage(_: PostgresKeyStore, args: argparse.Namespace) -> dict:
+    try:
+        return await report.key_usage(args.database_url, args.key_id, args.since, args.plot)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
 COMMANDS: dict[str, Callable[[PostgresKeyStore, argparse.Namespace], Awaitable[object]]] = {
     "generate": generate,
     "list": list_keys,
     "revoke": revoke,
     "rotate": rotate,
+    "usage": usage,
 }
 
 
@@ -238,4 +254,4 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(result, indent=2, default=str))
     else:
-        print(render.text(args.command, result))
+        print(report.text(result) if args.command == "usage" else render.text(args.command, result))
