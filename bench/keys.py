@@ -8,11 +8,13 @@ the same pure helpers the store uses (hash, display prefix, environment).
 from __future__ import annotations
 
 import asyncio
+import time
 
 import asyncpg
 
-from authz_service import keys
-from authz_service.store import PostgresKeyStore, new_key_id
+from authz_service import keys, signing
+from authz_service.sealing import SecretBox
+from authz_service.store import PostgresKeyStore, new_key_id, new_signing_secret
 
 PREFIX = "sk_test"
 OWNER = "bench"
@@ -55,3 +57,37 @@ async def _store(database_url: str, created: list[str]) -> None:
 def store_keys(database_url: str, created: list[str]) -> None:
     """Make `created` (from generate()) usable keys in the store at `database_url`."""
     asyncio.run(_store(database_url, created))
+
+
+async def _special(database_url: str, master_key: str) -> tuple[str, str, str]:
+    store = await PostgresKeyStore.connect(database_url, retry_seconds=30)
+    try:
+        signer, allowlisted = generate(2)
+        key_id = new_key_id()
+        secret, sealed = new_signing_secret(SecretBox(master_key), key_id)
+        await store.create_key(signer, "bench-signed", OWNER, key_id=key_id, signing_secret_enc=sealed)
+        networks = ["10.0.0.0/8", "127.0.0.1"]  # the match is on the second network
+        await store.create_key(allowlisted, "bench-allowlisted", OWNER, allowed_ips=networks)
+        return signer, secret, allowlisted
+    finally:
+        await store.close()
+
+
+def store_special_keys(database_url: str, master_key: str) -> tuple[str, str, str]:
+    """A key that signs its requests and one bound to 127.0.0.1: (signing key, secret, allowlisted key)."""
+    return asyncio.run(_special(database_url, master_key))
+
+
+_signed_serial = 0  # never the same path twice in a run: a repeated signature would be a replay
+
+
+def signed_requests(secret: str, path: str, body: bytes, count: int) -> tuple[tuple[str, str, str], ...]:
+    """`count` distinct signed POSTs of `body` to `path?n=…`: (path, timestamp, X-Signature) each."""
+    global _signed_serial
+    stamp = str(int(time.time()))
+    entries = []
+    for _ in range(count):
+        _signed_serial += 1
+        signed_path = f"{path}?n={_signed_serial}"
+        entries.append((signed_path, stamp, signing.signature(secret, stamp, "POST", signed_path, body)))
+    return tuple(entries)

@@ -41,7 +41,8 @@ class Phase:
         for launcher in self.launchers.values():
             procs.update(launcher.procs)
         target, keys = self.setups[scenario.setup]
-        return runner.measure(target, scenario, scenario.spec(keys), concurrency, self.settings, procs).result
+        spec = self.shared.spec(scenario, keys)
+        return runner.measure(target, scenario, spec, concurrency, self.settings, procs).result
 
     def round(self, target: targets.Target, product_first: bool) -> Sides:
         order = [target.product, target.floor] if product_first else [target.floor, target.product]

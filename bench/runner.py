@@ -143,7 +143,7 @@ def start_setup(
     target = sc.SETUPS[name](shared, own)
     keys = shared.keys if any(s.keys for s in scenarios) else []
     if settings.warmup_seconds > 0:
-        TOOLS[settings.tool](target.url, scenarios[0].spec(keys), 16, settings.warmup_seconds)
+        TOOLS[settings.tool](target.url, shared.spec(scenarios[0], keys), 16, settings.warmup_seconds)
     return target, keys
 
 
@@ -217,7 +217,7 @@ def _round(
             while pending:
                 scenario, concurrency = pending.pop(0)
                 procs = {**shared_launcher.procs, **own.procs}
-                cell = measure(target, scenario, scenario.spec(keys), concurrency, settings, procs)
+                cell = measure(target, scenario, shared.spec(scenario, keys), concurrency, settings, procs)
                 cell.round = round_no
                 cells.append(cell)
                 log(describe(cell, floor_of(cell)))

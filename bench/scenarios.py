@@ -17,7 +17,7 @@ from pathlib import Path
 from bench import envoy_configs
 from bench import keys as bench_keys
 from bench.load.spec import RequestSpec
-from bench.services import Launcher, clusters_healthy, http_ok
+from bench.services import SIGNING_MASTER_KEY, Launcher, clusters_healthy, http_ok
 from tests.procs import free_port
 
 EMBED_TEXT = "The quick brown fox jumps over the lazy dog."
@@ -64,12 +64,14 @@ class Scenario:
     path: str = "/v1/embed"
     body: bytes = EMBED_BODY
     texts: int = 1  # texts per request (embeddings): texts/s = rps × texts
+    key_kind: str = ""  # "signed" or "allowlisted": the one special key of bench.keys instead
 
     def spec(self, keys: list[str]) -> RequestSpec:
         return RequestSpec("POST", self.path, self.body, tuple(keys[: self.keys]))
 
 
 C3 = (1, 16, 64)
+SIGNED_PER_CELL = 60_000
 BOTH = ("ext_authz", "ratelimit")
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("envoy", "Envoy alone (floor)", "proxy", "envoy", C3),
@@ -82,6 +84,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("fastapi-redis", "FastAPI, Redis windows", "proxy", "fastapi-redis", C3),
     Scenario("standard-2proc", "gateway, 2 procs/sidecar", "scaling", "standard-2proc", (16,), calls=BOTH),
     Scenario("standard-tls", "gateway over TLS (keep-alive)", "scaling", "standard-tls", (16,), calls=BOTH),
+    Scenario("standard-signed", "gateway, signed requests", "scaling", "standard", (16,), calls=BOTH,
+             key_kind="signed"),
+    Scenario("standard-allowlisted", "gateway, key with an IP allowlist", "scaling", "standard", (16,),
+             calls=BOTH, key_kind="allowlisted"),
     Scenario("standard-1k-keys", "gateway, 1k keys", "scaling", "standard", (16,), 1_000, calls=BOTH),
     Scenario("standard-100k-keys", "gateway, 100k keys", "scaling", "standard", (16,), 100_000, calls=BOTH),
     Scenario(
@@ -138,6 +144,22 @@ class Shared:
         return self.keys
 
     @cached_property
+    def special_keys(self) -> tuple[str, str, str]:
+        """(signing key, its secret, key allowlisted for 127.0.0.1) in the store."""
+        return bench_keys.store_special_keys(self.database_url, SIGNING_MASTER_KEY)
+
+    def spec(self, scenario: Scenario, keys: list[str]) -> RequestSpec:
+        """What `scenario` sends: its share of `keys`, or a run's worth of signed requests."""
+        if scenario.key_kind == "signed":
+            signer, secret, _ = self.special_keys
+            # Far more than a cell sends (~1,500 rps × (cell + warm-up)): each signature works once.
+            entries = bench_keys.signed_requests(secret, scenario.path, scenario.body, SIGNED_PER_CELL)
+            return RequestSpec("POST", scenario.path, scenario.body, (signer,), signed=entries)
+        if scenario.key_kind == "allowlisted":
+            return RequestSpec("POST", scenario.path, scenario.body, (self.special_keys[2],))
+        return scenario.spec(keys)
+
+    @cached_property
     def keys_file(self) -> Path:
         path = self.launcher.run_dir / "keys.txt"
         path.write_text("\n".join(self.keys) + "\n")
@@ -146,8 +168,10 @@ class Shared:
     def sidecars(self, processes: int) -> tuple[list[int], list[int]]:
         """Ports of `processes` real authz and ratelimit services each (started as needed)."""
         _ = self.stored_keys  # before authz starts: bulk inserts would flood its NOTIFY listener
+        _ = self.special_keys
         while len(self._authz) < processes:
-            self._authz.append(self.launcher.authz(f"authz-{len(self._authz)}", self.database_url))
+            name = f"authz-{len(self._authz)}"
+            self._authz.append(self.launcher.authz(name, self.database_url, redis_url=self.redis_url))
             self._ratelimit.append(
                 self.launcher.ratelimit(f"ratelimit-{len(self._ratelimit)}", self.redis_url)
             )

@@ -18,6 +18,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from authz_service.sealing import new_master_key
 from bench import envoy_configs
 from common import probes
 from stack import envoy as envoy_launcher
@@ -26,6 +27,7 @@ from tests.procs import Proc, free_port, python_module
 
 NO_LIMIT = "1000000000"  # per-minute and per-hour limits nothing in a benchmark reaches
 QUIET = {"LOG_LEVEL": "WARNING"}
+SIGNING_MASTER_KEY = new_master_key()  # this run's: seals the bench's signing key (bench.keys)
 
 
 RUN_DIR_MARKER = ".bench-run"
@@ -118,12 +120,14 @@ class Launcher:
 
     # -- sidecars ----------------------------------------------------------------------------
 
-    def authz(self, name: str, database_url: str, fused_redis_url: str = "") -> int:
-        """A real authz service; with `fused_redis_url` it decides the limits too (fused mode)."""
+    def authz(self, name: str, database_url: str, fused_redis_url: str = "", redis_url: str = "") -> int:
+        """A real authz service; with `fused_redis_url` it decides the limits too (fused mode).
+        `redis_url`: the replay cache of signed requests (bench.keys makes one signing key)."""
         port = free_port()
         env = {
             **QUIET, "DATABASE_URL": database_url, "AUTHZ_GRPC_PORT": str(port),
             "RATE_LIMIT_MINUTE": NO_LIMIT, "RATE_LIMIT_HOUR": NO_LIMIT,
+            "SIGNING_MASTER_KEY": SIGNING_MASTER_KEY, "REDIS_URL": redis_url,
         }  # fmt: skip
         if fused_redis_url:
             env |= {"AUTHZ_FUSED_LIMITS": "1", "REDIS_URL": fused_redis_url}

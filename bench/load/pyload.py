@@ -17,13 +17,18 @@ from bench.load.spec import LoadResult, RequestSpec, percentiles
 TIMEOUT_S = 5.0
 
 
-def encode(spec: RequestSpec, host: str, key: str | None) -> bytes:
-    lines = [f"{spec.method} {spec.path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(spec.body)}"]
-    lines += [f"{name}: {value}" for name, value in spec.headers(key).items()]
+def encode(
+    spec: RequestSpec, host: str, key: str | None, signature: tuple[str, str, str] | None = None
+) -> bytes:
+    path = signature[0] if signature else spec.path
+    lines = [f"{spec.method} {path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(spec.body)}"]
+    lines += [f"{name}: {value}" for name, value in spec.headers(key, signature).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + spec.body
 
 
 def prebuilt(spec: RequestSpec, host: str) -> list[bytes]:
+    if spec.signed:
+        return [encode(spec, host, spec.keys[0], entry) for entry in spec.signed]
     return [encode(spec, host, key) for key in spec.keys] or [encode(spec, host, None)]
 
 

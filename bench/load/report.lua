@@ -1,4 +1,5 @@
--- wrk script for bench/: cycles pre-built requests (one per API key) and prints the result
+-- wrk script for bench/: cycles pre-built requests (one per API key, or one per signed request)
+-- and prints the result
 -- as one JSON line, prefixed BENCH_RESULT, that bench/load/wrk.py parses.
 -- Arguments after `--`: METHOD PATH BODY_FILE KEYS_FILE CONTENT_TYPE ("-" for none).
 
@@ -19,9 +20,12 @@ function init(args)
   local headers = {}
   if body ~= nil then headers["Content-Type"] = content_type end
   if keys_file ~= nil and keys_file ~= "-" then
-    for key in io.lines(keys_file) do
-      headers["Authorization"] = "Bearer " .. key
-      prebuilt[#prebuilt + 1] = wrk.format(method, path, headers, body)
+    for line in io.lines(keys_file) do
+      -- "key" or, for signed requests, "key<TAB>path<TAB>timestamp<TAB>signature"
+      local key, signed_path, stamp, signature = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t([^\t]+)$")
+      headers["Authorization"] = "Bearer " .. (key or line)
+      headers["X-Signature-Timestamp"], headers["X-Signature"] = stamp, signature
+      prebuilt[#prebuilt + 1] = wrk.format(method, signed_path or path, headers, body)
     end
   end
   if #prebuilt == 0 then

@@ -22,14 +22,26 @@ class RequestSpec:
     body: bytes = b""
     keys: tuple[str, ...] = ()
     content_type: str = "application/json"
+    # Signed requests (one key that signs): one distinct request per entry, (path, timestamp,
+    # X-Signature), each accepted once by the gateway, so a run needs more than it sends.
+    signed: tuple[tuple[str, str, str], ...] = ()
 
-    def headers(self, key: str | None) -> dict[str, str]:
+    def headers(self, key: str | None, signature: tuple[str, str, str] | None = None) -> dict[str, str]:
         headers: dict[str, str] = {}
         if self.body:
             headers["Content-Type"] = self.content_type
         if key is not None:
             headers["Authorization"] = f"Bearer {key}"
+        if signature is not None:
+            headers["X-Signature-Timestamp"], headers["X-Signature"] = signature[1], signature[2]
         return headers
+
+    def key_lines(self) -> list[str]:
+        """What the wrk script reads: a key per line, or for signed requests key, path, timestamp and
+        signature separated by tabs."""
+        if self.signed:
+            return ["\t".join((self.keys[0], *entry)) for entry in self.signed]
+        return list(self.keys)
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,7 @@ def run(url: str, spec: RequestSpec, concurrency: int, seconds: float) -> LoadRe
             Path(body_file).write_bytes(spec.body)
         if spec.keys:
             keys_file = str(Path(tmp) / "keys")
-            Path(keys_file).write_text("\n".join(spec.keys) + "\n")
+            Path(keys_file).write_text("\n".join(spec.key_lines()) + "\n")
         args = command(url, spec, concurrency, seconds, (body_file, keys_file))
         done = subprocess.run(args, capture_output=True, text=True, timeout=seconds + 60)
     if done.returncode != 0:

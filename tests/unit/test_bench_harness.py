@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from authz_service import signing
 from bench import envoy_configs, profile, report, scenarios, targets
+from bench import keys as bench_keys
 from bench.baselines.sliding_log import MemoryLog
 from bench.load import pyload, wrk
 from bench.load.spec import LoadResult, RequestSpec, percentiles
@@ -244,3 +246,19 @@ def test_cpu_targets_are_shares_of_tritons_cpu_in_the_same_cell() -> None:
     assert adapter.measured == pytest.approx(0.08) and adapter.status == "PASS"
     assert gateway.measured == pytest.approx(2010 / 5000) and gateway.status == "MISS"
     assert all(v.measured is None and v.status == "n/a" for v in cpu_verdicts({}))
+
+
+def test_signed_requests_are_distinct_and_verifiable() -> None:
+    secret = signing.new_secret()
+    first = bench_keys.signed_requests(secret, "/v1/embed", b"{}", 3)
+    again = bench_keys.signed_requests(secret, "/v1/embed", b"{}", 2)
+    paths = [path for path, _, _ in (*first, *again)]
+    assert len(set(paths)) == 5  # never the same signature twice in a run (a replay)
+    for path, stamp, sent in first:
+        headers = {"x-signature-timestamp": stamp, "x-signature": sent}
+        assert signing.check(secret, headers, "POST", path, b"{}", float(stamp)) is None
+    spec = RequestSpec("POST", "/v1/embed", b"{}", ("sk_test_k",), signed=first)
+    assert spec.key_lines()[0] == "\t".join(("sk_test_k", *first[0]))
+    raw = pyload.prebuilt(spec, "127.0.0.1")
+    assert len(raw) == 3 and raw[0].startswith(f"POST {first[0][0]} HTTP/1.1".encode())
+    assert f"X-Signature: {first[0][2]}".encode() in raw[0]
