@@ -76,6 +76,42 @@ def admin_address(config: Path) -> tuple[str, int]:
         raise SystemExit(f"envoy: cannot read the admin address from {config}: {exc}") from None
 
 
+def sds_paths(config: Path) -> list[str]:
+    """The certificate SDS files a rendered bootstrap reads (GATEWAY_TLS_SDS_PATH at render time)."""
+    import yaml
+
+    found: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            source = node.get("path_config_source")
+            if isinstance(source, dict) and "path" in source:
+                found.append(str(source["path"]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(yaml.safe_load(config.read_text()))
+    return found
+
+
+def write_prerendered_sds(config: Path, cert: str, key: str) -> None:
+    """For a bootstrap rendered elsewhere (--config: a Kubernetes ConfigMap) that serves TLS: write
+    its SDS file for GATEWAY_TLS_CERT/KEY, checked first (ValueError naming what is wrong)."""
+    paths = sds_paths(config)
+    if not paths:
+        return
+    if not cert or not key:
+        raise ValueError(f"{config} serves TLS: set GATEWAY_TLS_CERT and GATEWAY_TLS_KEY (PEM files)")
+    render = renderer()
+    render.check_tls_files(cert, key)
+    for path in paths:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(render.tls_sds(cert, key))
+
+
 def validate(config: Path) -> None:
     result = subprocess.run(
         [envoy_binary(), "--mode", "validate", "-c", str(config)], capture_output=True, text=True
@@ -173,6 +209,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.config is not None:
         config = args.config
         admin_host, admin_port = admin_address(config)
+        try:
+            cert, key = os.environ.get("GATEWAY_TLS_CERT", ""), os.environ.get("GATEWAY_TLS_KEY", "")
+            write_prerendered_sds(config, cert, key)
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"envoy: {exc}") from None
     else:
         values = renderer().values_from_env()
         try:

@@ -7,6 +7,7 @@ import os
 import socket
 import ssl
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,8 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stack import envoy as envoy_launcher
 from tests.envoy_fixtures import EnvoyUnderTest, dead_upstreams, launcher_error, spawn_envoy
-from tests.procs import free_port
+from tests.procs import ROOT, free_port
 
 
 def make_certificate(folder: Path, name: str, common_name: str) -> tuple[Path, Path]:
@@ -140,3 +142,26 @@ def test_unusable_certificate_settings_stop_the_launcher_with_one_line(tmp_path:
     assert "GATEWAY_TLS_CERT=" in mismatched and "are not a PEM certificate and its private key" in mismatched
     alone = launcher_error(tmp_path, GATEWAY_TLS_CERT=str(other_cert))
     assert alone == "envoy: GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both or neither"
+
+
+def test_a_prerendered_tls_config_gets_its_certificate_file_at_start(tmp_path: Path) -> None:
+    """Kubernetes runs a bootstrap rendered ahead of time (`stack.envoy --config`): the launcher
+    writes the SDS file that config names from GATEWAY_TLS_CERT/KEY, or stops with one line."""
+    cert, key = make_certificate(tmp_path, "k8s", "k8s.test")
+    sds = tmp_path / "sds" / "tls-sds.json"
+    values = {**dead_upstreams(), "tls_cert": "/etc/tls/tls.crt", "tls_key": "/etc/tls/tls.key",
+              "tls_sds_path": str(sds)}  # fmt: skip
+    config = tmp_path / "prerendered.yaml"
+    config.write_text(envoy_launcher.renderer().render(envoy_launcher.renderer().values_from_env(values)))
+    assert envoy_launcher.sds_paths(config) == [str(sds)] and not sds.exists()
+    envoy_launcher.write_prerendered_sds(config, str(cert), str(key))
+    assert str(cert.resolve()) in sds.read_text()
+    envoy_launcher.validate(config)
+    result = subprocess.run(
+        [sys.executable, "-m", "stack.envoy", "--config", str(config)],
+        env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.strip() == (
+        f"envoy: {config} serves TLS: set GATEWAY_TLS_CERT and GATEWAY_TLS_KEY (PEM files)"
+    )
