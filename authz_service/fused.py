@@ -87,6 +87,15 @@ def with_headers(ok: CheckResponse, headers: list[tuple[str, str]]) -> CheckResp
     return response
 
 
+def with_key_id(denial: CheckResponse, key_id: str) -> CheckResponse:
+    """A refusal of a valid key carries its id in the dynamic metadata (as a grant does), so Envoy's
+    usage log counts it as that key's rate-limited request (docs/usage.md)."""
+    response = CheckResponse()
+    response.CopyFrom(denial)
+    response.dynamic_metadata.fields["key_id"].string_value = key_id
+    return response
+
+
 def check_response(verdict: Verdict, ok: CheckResponse) -> CheckResponse:
     if verdict.code == OK:
         if verdict.decision is None:  # no window applied, or store down with failure_mode allow
@@ -111,7 +120,8 @@ class FusedLimits:
         if not route:  # a route the standard path does not limit either
             return grant.ok
         verdict = await self.limiter.decide(self.domain, self._descriptors_of(route, grant))
-        return check_response(verdict, grant.ok)
+        response = check_response(verdict, grant.ok)
+        return response if verdict.code == OK else with_key_id(response, grant.key_id)
 
     def _descriptors_of(self, route: str, grant: Grant) -> list[RequestDescriptor]:
         """The same list for every request of one grant (a changed key is a new Grant)."""
