@@ -125,6 +125,8 @@ async def serve(
     service.limits = limits
     app = GrpcApp(args.grpc_port, args.host, ["envoy.service.auth.v3.Authorization"])
     external_auth_pb2_grpc.add_AuthorizationServicer_to_server(service, app.server)
+    if limits is not None:
+        fused.add_rate_limit_service(limits, app.server)  # the token charges after the response
     metrics.CACHED_KEYS.set_function(lambda: cache.sizes()[0])
     store: PostgresKeyStore | None = None
     background: list[asyncio.Task[None]] = []

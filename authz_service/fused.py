@@ -12,6 +12,10 @@ or OK with the same X-RateLimit-* headers added to the client's response.
 
 Store down: the config's `failure_mode` answers, as in the ratelimit service (allow without
 headers, or the same JSON 503). Routes without the extension (/v1/usage, /auth/*) cost nothing.
+
+Token limits: the check is decided here with the rest; the charge comes when the response is
+done, from the one ratelimit filter fused mode keeps for it, which calls this service's
+RateLimitService (add_rate_limit_service) only for keys with a token limit.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import contextlib
 from collections.abc import Mapping
 from pathlib import Path
 
+import grpc
 from envoy.config.core.v3.base_pb2 import HeaderValue, HeaderValueOption
 from envoy.service.auth.v3.external_auth_pb2 import CheckRequest, CheckResponse, DeniedHttpResponse
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
@@ -30,12 +35,13 @@ from google.rpc import code_pb2, status_pb2
 
 from authz_service.grants import Grant
 from common.settings import add_option, env_default, truthy
-from ratelimit_service import responses
+from ratelimit_service import responses, tokens
 from ratelimit_service.config import DEFAULT_CONFIG, RateLimitConfig, load_config
 from ratelimit_service.config.model import with_unit_limits
 from ratelimit_service.limiter import OK, UNAVAILABLE, Limiter, RequestDescriptor, Verdict
 from ratelimit_service.local_cache import OverLimitCache
 from ratelimit_service.reload import ConfigWatcher
+from ratelimit_service.service import RateLimitService, add_to_server
 from ratelimit_service.store import store_from_url
 from ratelimit_service.usage import DEFAULT_DOMAIN
 
@@ -55,7 +61,17 @@ def descriptors(route: str, grant: Grant) -> list[RequestDescriptor]:
     limiter turns into overrides; here they are overrides straight away (same windows, same keys).
     """
     entries = (("route", route), ("plan", grant.plan or "free"), ("api_key", grant.key_id))
-    return [RequestDescriptor(entries, grant.own_limits)]
+    found = [RequestDescriptor(entries, grant.own_limits)]
+    if grant.token_limits is not None:  # the template's token check (hits 0: nothing charged)
+        token_entries = (*tokens.entries(grant.key_id), (tokens.LIMITS_KEY, grant.token_limits))
+        found.append(RequestDescriptor(token_entries, hits=0))
+    return found
+
+
+def add_rate_limit_service(limits: FusedLimits, server: grpc.aio.Server) -> None:
+    """Envoy's ratelimit filter sends the token charges here after the response (fused mode keeps
+    the filter for them only: envoy/render.py); decided by the same limiter and store."""
+    add_to_server(RateLimitService(limits.limiter), server)
 
 
 def denied(limited: RateLimitResponse, http_status: int, grpc_code: int) -> CheckResponse:

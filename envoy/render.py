@@ -275,10 +275,13 @@ EXT_AUTHZ_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.ext_aut
 def fused_limits(config: dict[str, Any]) -> None:
     """Make the bootstrap (in place) fused mode: one sidecar call per request instead of two.
 
-    Drops the ratelimit HTTP filter and its gRPC cluster; each route's `rate_limits` become the
-    ext_authz context extension `rate_limit_route: <the generic_key value>`, which tells the authz
-    service to charge that route's descriptor. The ratelimit store-down mapper now matches the
-    authz service's metadata. /v1/usage still goes to the ratelimit service's HTTP port.
+    Drops the ratelimit gRPC cluster; each route's rate limits checked before the upstream become
+    the ext_authz context extension `rate_limit_route: <the generic_key value>`, which tells the authz
+    service to decide that route's descriptors (token checks included). Policies applied when the
+    stream is done (token charges) stay with the ratelimit filter, which now calls the authz service
+    (it serves RateLimitService in fused mode) and only after a response; without such policies the
+    filter goes. The ratelimit store-down mapper now matches the authz service's metadata.
+    /v1/usage still goes to the ratelimit service's HTTP port.
     """
     resources = config["static_resources"]
     manager = public_manager(config)
@@ -287,21 +290,24 @@ def fused_limits(config: dict[str, Any]) -> None:
     # reset, which may come after the call was counted).
     retry = filters[RATELIMIT]["rate_limit_service"]["grpc_service"]["retry_policy"]["retry_on"]
     filters[EXT_AUTHZ]["grpc_service"]["retry_policy"]["retry_on"] = retry
-    manager["http_filters"] = [f for f in manager["http_filters"] if f["name"] != RATELIMIT]
     resources["clusters"] = [c for c in resources["clusters"] if c["name"] != "ratelimit"]
+    stream_done = False
     for host in manager["route_config"]["virtual_hosts"]:
         for route in host["routes"]:
-            # A copy of the action: the signed /v1/ route shares it with the plain one (YAML alias).
-            action = dict(route.get("route", {}))
-            policies = action.pop("rate_limits", None)
-            if not policies:
+            # Copies throughout: YAML aliases share mappings between routes (the signed /v1/ route).
+            per_filter = dict(route.get("typed_per_filter_config", {}))
+            limits = per_filter.pop(RATELIMIT, None) or {}
+            policies = limits.get("rate_limits", [])
+            before = [p for p in policies if not p.get("apply_on_stream_done")]
+            if not before:
                 continue
-            route["route"] = action
-            keys = [a["generic_key"] for p in policies for a in p["actions"] if "generic_key" in a]
+            done = [p for p in policies if p.get("apply_on_stream_done")]
+            if done:
+                per_filter[RATELIMIT] = {**limits, "rate_limits": done}
+                stream_done = True
+            keys = [a["generic_key"] for p in before for a in p["actions"] if "generic_key" in a]
             extensions = {FUSED_ROUTE_EXTENSION: keys[0]["descriptor_value"]}
-            # A copy: YAML anchors may share one mapping between routes. Check settings the
-            # route already has (the signed route's with_request_body) are kept.
-            per_filter = route.get("typed_per_filter_config", {})
+            # Check settings the route already has (the signed route's with_request_body) are kept.
             settings = per_filter.get(EXT_AUTHZ, {}).get("check_settings", {})
             route["typed_per_filter_config"] = {
                 **per_filter,
@@ -310,6 +316,10 @@ def fused_limits(config: dict[str, Any]) -> None:
                     "check_settings": {**settings, "context_extensions": extensions},
                 },
             }
+    if stream_done:
+        filters[RATELIMIT]["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"] = "authz"
+    else:
+        manager["http_filters"] = [f for f in manager["http_filters"] if f["name"] != RATELIMIT]
     for mapper in manager["local_reply_config"]["mappers"]:
         matcher = mapper["filter"].get("metadata_filter", {}).get("matcher", {})
         if matcher.get("filter") == RATELIMIT:

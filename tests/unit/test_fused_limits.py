@@ -22,7 +22,7 @@ from authz_service import fused
 from authz_service.cache import KeyCache
 from authz_service.grants import grant_for
 from authz_service.service import AuthorizationService
-from ratelimit_service import responses
+from ratelimit_service import responses, tokens
 from ratelimit_service.config import DEFAULT_CONFIG, RateLimitConfig, load_config, parse_text
 from ratelimit_service.config.model import with_unit_limits
 from ratelimit_service.limiter import Limiter
@@ -155,9 +155,11 @@ def test_descriptor_entries_and_overrides() -> None:
 def test_the_template_builds_the_descriptor_fused_mode_builds() -> None:
     """If the template's /v1/ actions change, fused.descriptors must change with them."""
     config = rendered()
-    policies = route(config, UNSIGNED_V1)["route"]["rate_limits"]
+    policies = route(config, UNSIGNED_V1)["typed_per_filter_config"][render.RATELIMIT]["rate_limits"]
     assert route(config, SIGNED_V1)["route"] == route(config, UNSIGNED_V1)["route"]  # one action
-    actions = [a for p in policies for a in p["actions"]]
+    signed = route(config, SIGNED_V1)["typed_per_filter_config"][render.RATELIMIT]["rate_limits"]
+    assert signed == policies  # the same limits
+    actions = policies[0]["actions"]
     assert actions[0] == {"generic_key": {"descriptor_key": "route", "descriptor_value": "v1"}}
     assert (
         actions[1]["metadata"]["descriptor_key"] == "plan"
@@ -168,17 +170,37 @@ def test_the_template_builds_the_descriptor_fused_mode_builds() -> None:
     overrides = [a["extension"]["typed_config"] for a in actions[3:]]
     assert [o["descriptor_key"] for o in overrides] == ["rate_limit_minute", "rate_limit_hour"]
     assert all("key_rate_limit_" in o["text"] for o in overrides) and len(actions) == 5
+    # The token check and charge: fused.descriptors builds the check (tokens.entries + token_limits).
+    check, charge = policies[1:]
+    assert check["actions"] == charge["actions"] and len(policies) == 3
+    token_actions = check["actions"]
+    assert token_actions[0] == {
+        "generic_key": {"descriptor_key": tokens.ROUTE_KEY, "descriptor_value": tokens.ROUTE}
+    }
+    assert token_actions[1]["request_headers"]["descriptor_key"] == "api_key"
+    assert token_actions[2]["metadata"]["descriptor_key"] == tokens.LIMITS_KEY
+    assert "default_value" not in token_actions[2]["metadata"]  # no limits: no descriptor
+    assert check["hits_addend"] == {"number": 0} and not check.get("apply_on_stream_done")
+    assert (
+        charge["hits_addend"] == {"format": f"%RESP({tokens.TOKENS_HEADER})%"}
+        and charge["apply_on_stream_done"]
+    )
     limiter = next(f for f in manager(config)["http_filters"] if f["name"] == render.RATELIMIT)
     assert limiter["typed_config"]["domain"] == fused.FusedLimits(Limiter(CONFIG, MemoryStore())).domain
 
 
 def test_fused_render(tmp_path: Path) -> None:
     config = rendered(fused_limits="true")
-    assert render.RATELIMIT not in [f["name"] for f in manager(config)["http_filters"]]
+    # The ratelimit filter stays for the token charges after the response, sent to the authz service.
+    limiter = next(f for f in manager(config)["http_filters"] if f["name"] == render.RATELIMIT)
+    assert (
+        limiter["typed_config"]["rate_limit_service"]["grpc_service"]["envoy_grpc"]["cluster_name"] == "authz"
+    )
     assert "ratelimit" not in [c["name"] for c in config["static_resources"]["clusters"]]
     assert "ratelimit_http" in [c["name"] for c in config["static_resources"]["clusters"]]  # /v1/usage
     v1 = route(config, UNSIGNED_V1)
-    assert "rate_limits" not in v1["route"]
+    left = v1["typed_per_filter_config"][render.RATELIMIT]["rate_limits"]
+    assert [p.get("apply_on_stream_done") for p in left] == [True]  # only the charge
     settings = v1["typed_per_filter_config"][render.EXT_AUTHZ]["check_settings"]
     assert settings == {"context_extensions": {fused.ROUTE_EXTENSION: "v1"}}
     # The signed route is charged the same way and still sends the body to authz.
