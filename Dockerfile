@@ -26,6 +26,9 @@ FROM ${PYTHON_IMAGE} AS runtime
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PATH=/opt/venv/bin:$PATH
 WORKDIR /app
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --no-create-home --shell /usr/sbin/nologin app
+# The usage log's folder (compose mounts a volume shared by Envoy and the usage service here): a new
+# volume takes this owner, so the non-root user can write it.
+RUN install -d -o 10001 -g 10001 /var/log/gateway
 
 FROM runtime AS envoy
 COPY --from=envoy-deps /opt/venv /opt/venv
@@ -45,6 +48,7 @@ COPY pyproject.toml ./
 COPY common/ common/
 COPY authz_service/ authz_service/
 COPY ratelimit_service/ ratelimit_service/
+COPY usage_service/ usage_service/
 COPY inference/ inference/
 USER 10001
 CMD ["python", "-m", "common.probes", "--help"]
