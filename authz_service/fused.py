@@ -112,14 +112,14 @@ def with_key_id(denial: CheckResponse, key_id: str) -> CheckResponse:
     return response
 
 
-def check_response(verdict: Verdict, ok: CheckResponse) -> CheckResponse:
+def check_response(verdict: Verdict, ok: CheckResponse, descriptor_count: int = 1) -> CheckResponse:
     if verdict.code == OK:
         if verdict.decision is None:  # no window applied, or store down with failure_mode allow
             return ok
         return with_headers(ok, responses.limit_header_values(verdict.decision))
     if verdict.code == UNAVAILABLE:
         return STORE_UNAVAILABLE
-    return denied(responses.from_verdict(verdict, 1), 429, code_pb2.RESOURCE_EXHAUSTED)
+    return denied(responses.from_verdict(verdict, descriptor_count), 429, code_pb2.RESOURCE_EXHAUSTED)
 
 
 class FusedLimits:
@@ -135,8 +135,9 @@ class FusedLimits:
         route = request.attributes.context_extensions.get(ROUTE_EXTENSION)
         if not route:  # a route the standard path does not limit either
             return grant.ok
-        verdict = await self.limiter.decide(self.domain, self._descriptors_of(route, grant))
-        response = check_response(verdict, grant.ok)
+        descriptors = self._descriptors_of(route, grant)  # with a key's token check: 2
+        verdict = await self.limiter.decide(self.domain, descriptors)
+        response = check_response(verdict, grant.ok, len(descriptors))
         return response if verdict.code == OK else with_key_id(response, grant.key_id)
 
     def _descriptors_of(self, route: str, grant: Grant) -> list[RequestDescriptor]:
