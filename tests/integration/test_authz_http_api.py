@@ -103,7 +103,13 @@ def test_profile_shows_the_key_its_limits_and_current_usage(
     profile = response.json()
     assert (profile["id"], profile["name"], profile["plan"]) == (record.id, "profiled", "free")
     assert profile["status"] == "active" and profile["scopes"] == []
-    assert profile["limits"] == {"per_minute": 3, "per_hour": 1000}  # free plan, RATE_LIMIT_MINUTE=3
+    # free plan, RATE_LIMIT_MINUTE=3; no token limit
+    assert profile["limits"] == {
+        "per_minute": 3,
+        "per_hour": 1000,
+        "tokens_per_minute": None,
+        "tokens_per_day": None,
+    }
     assert profile["created_at"] and profile["expires_at"] is None
     usage = profile["usage"]
     assert usage is not None, "usage counters could not be read"
