@@ -5,6 +5,7 @@ token limit interact; and fused mode (the charge then goes to the authz service)
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ratelimit_service.store import MemoryStore, store_from_url
+from ratelimit_service.store.base import CHARGE, CHECK, StoreWindow
+from ratelimit_service.windows import Window
 from tests.authz_fixtures import ADMIN_TOKEN, bearer, create_key
 from tests.conftest import TEST_RATE_LIMIT_MINUTE, Gateway
 from tests.integration.test_fused_limits import FusedGateway, start_fused
@@ -162,3 +166,23 @@ def test_fused_mode_checks_in_the_authz_call_and_charges_at_stream_done(
         refused = client.post(EMBED, json={"input_text": "more"}, headers=bearer(key))
         assert refused.status_code == 429 and refused.json()["limit_type"] == "tokens_per_minute"
         assert refused.headers["x-ratelimit-remaining-tokens"] == "0"
+
+
+async def test_windows_lua_checks_and_charges_tokens_as_the_memory_store_does(redis_url: str) -> None:
+    """Check: blocks when not even one token fits, never charged; charge: always counted."""
+    base = f"rl:{{gateway|tokens=v1|api_key={secrets.token_hex(4)}}}"
+    minute, day = Window("minute", 10, tokens=True), Window("day", 100, tokens=True)
+    check = (StoreWindow(f"{base}:60w", minute, mode=CHECK), StoreWindow(f"{base}:86400w", day, mode=CHECK))
+    charge = tuple(StoreWindow(w.key, w.window, mode=CHARGE) for w in check)
+    redis, memory = store_from_url(redis_url, 1.0), MemoryStore()
+    now = 1_700_000_000_000
+    steps = [(check, 1), (charge, 9), (check, 1), (charge, 7), (check, 1), (charge, 0), (check, 1)]
+    try:
+        for windows, hits in steps:
+            on_redis = await redis.apply(windows, hits, now_ms=now)
+            in_memory = await memory.apply(windows, hits, now_ms=now)
+            assert on_redis == in_memory
+        assert not on_redis.allowed and on_redis.states[0].used() == 16  # 9 + 7: the overshoot counts
+        assert on_redis.states[1].remaining() == 84
+    finally:
+        await redis.close()
