@@ -31,6 +31,7 @@ from usage_service.writer import WriterState
 log = logging.getLogger("usage_service.http")
 KEY_ID_HEADER, ADMIN_TOKEN_HEADER = "x-gateway-key-id", "x-admin-token"
 STORE_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+MAX_EXPORT_ROWS = 1_000_000  # ~150 MB of JSON: beyond that, ask for less
 
 
 class Bucket(BaseModel):
@@ -86,6 +87,12 @@ RANGE_PARAMS = [
 ERRORS = {s: {"model": ErrorBody} for s in (401, 422, 503)}
 
 
+def _unavailable(exc: Exception) -> JSONResponse:
+    log.warning("usage store unavailable: %r", exc)
+    detail = "The usage store is unreachable; try again shortly."
+    return _error(503, "Service unavailable", detail, errors.SERVICE_UNAVAILABLE, {"Retry-After": "1"})
+
+
 def csv_text(rows: list[dict[str, Any]]) -> str:
     out = io.StringIO()
     writer = csv.DictWriter(out, ["key_id", "route", "start", "end", *COUNTERS], lineterminator="\n")
@@ -99,6 +106,7 @@ def create_app(
     state: WriterState,
     admin_token: str = "",
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    max_export_rows: int = MAX_EXPORT_ROWS,
 ) -> FastAPI:
     app = FastAPI(title="Usage records", version="1.0.0", docs_url=None, redoc_url=None,
                   openapi_url="/usage/openapi.json")  # fmt: skip
@@ -112,12 +120,6 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, STORE_ERRORS):
-            log.warning("usage store unavailable: %r", exc)
-            detail = "The usage store is unreachable; try again shortly."
-            return _error(
-                503, "Service unavailable", detail, errors.SERVICE_UNAVAILABLE, {"Retry-After": "1"}
-            )
         log.exception("unexpected error", exc_info=exc)
         return _error(500, "Internal error", "Unexpected error.", errors.INTERNAL_ERROR)
 
@@ -143,7 +145,10 @@ def create_app(
             span = parse_history(request.query_params.multi_items(), now())
         except ParamError as exc:
             return _invalid(exc)
-        data = await reading.history(pool(), key_id, span)
+        try:
+            data = await reading.history(pool(), key_id, span)
+        except STORE_ERRORS as exc:
+            return _unavailable(exc)
         return JSONResponse({"granularity": span.granularity, "data": data})
 
     export_params = [
@@ -167,7 +172,13 @@ def create_app(
             query = parse_export(request.query_params.multi_items(), now())
         except ParamError as exc:
             return _invalid(exc)
-        rows = await reading.export(pool(), query)
+        try:
+            rows = await reading.export(pool(), query, max_export_rows)
+        except STORE_ERRORS as exc:
+            return _unavailable(exc)
+        if len(rows) > max_export_rows:
+            detail = f"more than {max_export_rows} rows: export a shorter range, or one key_id at a time"
+            return _invalid(ParamError("end", detail))
         if query.format == "csv":
             name = f"usage-{query.range.start:%Y%m%dT%H}-{query.range.end:%Y%m%dT%H}.csv"
             headers = {"content-disposition": f'attachment; filename="{name}"'}

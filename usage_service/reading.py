@@ -51,8 +51,11 @@ async def history(db: asyncpg.Pool | asyncpg.Connection, key_id: str, span: Rang
     return data
 
 
-async def export(db: asyncpg.Pool | asyncpg.Connection, query: Export) -> list[dict[str, Any]]:
-    """Rows per key, route and bucket with any traffic (the billing export), ordered."""
+async def export(
+    db: asyncpg.Pool | asyncpg.Connection, query: Export, limit: int = 1_000_000
+) -> list[dict[str, Any]]:
+    """Rows per key, route and bucket with any traffic (the billing export), ordered; at most
+    `limit` + 1 rows (one more than the caller allows tells it the answer was cut)."""
     span = query.range
     table, bucket = TABLE[span.granularity]
     where, args = f"{bucket} >= $1 AND {bucket} < $2", list(_bounds(span))
@@ -61,7 +64,7 @@ async def export(db: asyncpg.Pool | asyncpg.Connection, query: Export) -> list[d
         args.append(query.key_id)
     rows = await db.fetch(
         f"SELECT key_id, route, {bucket} AS bucket, {', '.join(COUNTERS)} FROM {table} WHERE {where}"
-        f" ORDER BY key_id, {bucket}, route",
+        f" ORDER BY key_id, {bucket}, route LIMIT {int(limit) + 1}",
         *args,
     )
     step = STEP[span.granularity]

@@ -97,7 +97,8 @@ class LogTail:
             return Chunk(position, Position(position.identity, position.offset + len(data)), [data])
         if used:
             return Chunk(position, Position(position.identity, position.offset + used), lines)
-        rotated = old != self.path or (current and current != position.identity)
-        if rotated and current and time.time() - stat.st_mtime >= self.settle_s:
+        # At the end of a renamed file: move on once Envoy (which writes into it until it reopens
+        # its logs) has left it alone for a while.
+        if old != self.path and current and time.time() - stat.st_mtime >= self.settle_s:
             return Chunk(position, Position(current, 0), note=f"rotated from {old.name}")
         return None

@@ -4,6 +4,7 @@ the writer SIGKILLed mid-load, and with Postgres stopped and started while traff
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -11,6 +12,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 
@@ -244,3 +246,35 @@ def test_hostile_export_only_parameters(usage_stack: UsageStack) -> None:
         assert answer.status_code == 422 and answer.json()["detail"].startswith(f"{param}:"), answer.text
     repeated = get(usage_stack, "/admin/usage?start=2026-01-01&start=2026-01-02", headers=admin)
     assert repeated.status_code == 422 and repeated.json()["detail"].startswith("start:")
+
+
+def test_writer_killed_inside_its_transaction(usage_stack: UsageStack, database_url: str) -> None:
+    """Deterministic: the writer is blocked inside its transaction (position and hourly rows
+    written, the daily row locked by us), SIGKILLed there, restarted: every request once."""
+    keys, ids = new_keys(database_url, 1)
+    send = Load(usage_stack.envoy.url, lambda i: (keys[0], {"tokens": 2}), 1, clients=1)
+    send.start().join()
+    wait_for(lambda: usage_stack.postgres.totals(ids)["requests"] == 1)
+    loop = asyncio.new_event_loop()
+    blocker = loop.run_until_complete(asyncpg.connect(usage_stack.postgres.url))
+    try:
+        loop.run_until_complete(blocker.execute("BEGIN"))
+        loop.run_until_complete(
+            blocker.execute("SELECT 1 FROM usage_daily WHERE key_id = $1 FOR UPDATE", ids[0])
+        )
+        Load(usage_stack.envoy.url, lambda i: (keys[0], {"tokens": 2}), 20, clients=4).start().join()
+        # The writer's transaction waits for our row lock (its one connection blocked on a lock).
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        wait_for(lambda: loop.run_until_complete(blocker.fetchval(waiting)) == 1, 15)
+        assert usage_stack.postgres.totals(ids)["requests"] == 1  # nothing of it committed
+        usage_stack.kill_writer()
+        loop.run_until_complete(blocker.execute("ROLLBACK"))
+    finally:
+        loop.run_until_complete(blocker.close())
+        loop.close()
+    usage_stack.start_writer()
+    settled(
+        usage_stack,
+        ids,
+        {"requests": 21, "tokens": 42, "client_errors": 0, "server_errors": 0, "rate_limited": 0},
+    )
