@@ -230,9 +230,11 @@ async def test_store_down_follows_the_failure_mode(config, expected: str) -> Non
     if expected == "grant":
         assert answer is grant.ok
     else:
-        assert answer is fused.STORE_UNAVAILABLE and answer.denied_response.status.code == 503
+        assert answer.denied_response == fused.STORE_UNAVAILABLE.denied_response
+        assert answer.denied_response.status.code == 503
         assert answer.denied_response.body.encode() == responses.STORE_UNAVAILABLE.raw_body
-        assert MessageToDict(answer.dynamic_metadata) == {"store": "unavailable"}
+        # The key id too, for the usage log (fused.with_key_id).
+        assert MessageToDict(answer.dynamic_metadata) == {"store": "unavailable", "key_id": grant.key_id}
 
 
 async def test_remembered_plans_follow_reloads_and_changed_keys() -> None:
