@@ -278,3 +278,21 @@ def test_writer_killed_inside_its_transaction(usage_stack: UsageStack, database_
         ids,
         {"requests": 21, "tokens": 42, "client_errors": 0, "server_errors": 0, "rate_limited": 0},
     )
+
+
+def test_log_renamed_and_reopened_under_load(usage_stack: UsageStack, database_url: str) -> None:
+    """logrotate's way (rename, then Envoy's POST /reopen_logs) while 32 clients send: exact."""
+    keys, ids = new_keys(database_url, 4)
+    before, tokens = envoy_counts(usage_stack.envoy), usage_stack.upstream.tokens_reported
+    load = Load(usage_stack.envoy.url, body_for(keys)).start()
+    time.sleep(1.0)
+    usage_stack.log_path.rename(usage_stack.log_path.with_suffix(".jsonl.1"))
+    time.sleep(0.5)  # Envoy still writes into the renamed file
+    httpx.post(f"{usage_stack.envoy.admin_url}/reopen_logs", timeout=5).raise_for_status()
+    wait_for(usage_stack.log_path.exists, 15)  # Envoy opens the new file at its next flush
+    time.sleep(1.0)
+    tally = load.stop()
+    assert "transport" not in tally, tally
+    want = expected(usage_stack, before, tokens)
+    took = settled(usage_stack, ids, want, timeout=60)  # the writer moves on after 5 quiet seconds
+    record("rotation", {"sent": want["requests"], "stored": want, "caught_up_s": round(took, 2)})
