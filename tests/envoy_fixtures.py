@@ -116,7 +116,8 @@ def loose_ratelimit_port(run_dir: Path, redis_url: str) -> Iterator[int]:
 
 def dead_upstreams() -> dict[str, str]:
     """Template values pointing every upstream at a port nothing listens on (Envoy alone)."""
-    names = ("authz_port", "ratelimit_port", "authz_http_port", "ratelimit_http_port", "adapter_port")
+    names = ("authz_port", "ratelimit_port", "authz_http_port", "ratelimit_http_port", "usage_http_port",
+             "adapter_port")  # fmt: skip
     return {name: str(free_port()) for name in names}
 
 

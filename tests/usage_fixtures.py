@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import tempfile
@@ -131,6 +132,12 @@ class UsageStack:
         took = time.monotonic() - started
         self.restarts.append(took)
         return took
+
+    def writer_cpu_s(self) -> float:
+        """CPU seconds (user + system) the running writer has used."""
+        assert self.writer is not None
+        fields = Path(f"/proc/{self.writer.popen.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def kill_writer(self) -> None:
         assert self.writer is not None
