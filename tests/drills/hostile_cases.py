@@ -121,6 +121,9 @@ CASES = [
     Case("/quitquitquit on public port", lambda k: request(b"POST", b"/quitquitquit")),
     Case("/auth/profile without key", lambda k: request(b"GET", b"/auth/profile")),
     Case("/v1/usage without key", lambda k: request(b"GET", b"/v1/usage")),
+    # Usage records: the history needs a key whatever the query; a client's own key-id header is no key.
+    Case("/v1/usage/history without key", lambda k: request(b"GET", b"/v1/usage/history?granularity=day&start=2026-01-01")),
+    Case("/v1/usage/history spoofed key id", lambda k: request(b"GET", b"/v1/usage/history", [(b"X-Gateway-Key-Id", b"key_0000000000000000")])),
     Case("/auth/register without admin token",
          lambda k: request(b"POST", b"/auth/register", [JSON], b'{"name": "x"}')),
     # Request signing: the signed route (X-Signature present) buffers the body for authz; a key
