@@ -32,7 +32,7 @@ from common import event_loop
 from common.grpc_serving import GrpcApp
 from common.logs import one_line_errors
 from common.settings import add_option, positive_int
-from ratelimit_service.config import ConfigError
+from ratelimit_service.embedded import ConfigError, config_watcher
 
 log = logging.getLogger("authz_service")
 
@@ -150,7 +150,7 @@ async def serve(
             print(f"Dev API key: {dev_key}", flush=True)
         service.store = store
         if limits is not None:
-            watcher = fused.config_watcher(args, limits)
+            watcher = config_watcher(args.ratelimit_config, limits.limiter)
             if watcher is not None:
                 limits.watch(watcher)
             log.info("fused mode: this service decides the rate limits too")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -35,15 +34,22 @@ from google.rpc import code_pb2, status_pb2
 
 from authz_service.grants import Grant
 from common.settings import add_option, env_default, truthy
-from ratelimit_service import responses, tokens
-from ratelimit_service.config import DEFAULT_CONFIG, RateLimitConfig, load_config
-from ratelimit_service.config.model import with_unit_limits
-from ratelimit_service.limiter import OK, UNAVAILABLE, Limiter, RequestDescriptor, Verdict
-from ratelimit_service.local_cache import OverLimitCache
-from ratelimit_service.reload import ConfigWatcher
-from ratelimit_service.service import RateLimitService, add_to_server
-from ratelimit_service.store import store_from_url
-from ratelimit_service.usage import DEFAULT_DOMAIN
+from ratelimit_service.embedded import (
+    DEFAULT_DOMAIN,
+    OK,
+    STORE_UNAVAILABLE,
+    TOKEN_LIMITS_KEY,
+    UNAVAILABLE,
+    ConfigWatcher,
+    Limiter,
+    RequestDescriptor,
+    Verdict,
+    build_limiter,
+    limit_header_values,
+    over_limit_answer,
+    serve_rate_limit_service,
+    token_entries,
+)
 
 # The ext_authz context extension envoy/render.py sets on rate-limited routes (fused mode).
 ROUTE_EXTENSION = "rate_limit_route"
@@ -63,15 +69,15 @@ def descriptors(route: str, grant: Grant) -> list[RequestDescriptor]:
     entries = (("route", route), ("plan", grant.plan or "free"), ("api_key", grant.key_id))
     found = [RequestDescriptor(entries, grant.own_limits)]
     if grant.token_limits is not None:  # the template's token check (hits 0: nothing charged)
-        token_entries = (*tokens.entries(grant.key_id), (tokens.LIMITS_KEY, grant.token_limits))
-        found.append(RequestDescriptor(token_entries, hits=0))
+        entries_ = (*token_entries(grant.key_id), (TOKEN_LIMITS_KEY, grant.token_limits))
+        found.append(RequestDescriptor(entries_, hits=0))
     return found
 
 
 def add_rate_limit_service(limits: FusedLimits, server: grpc.aio.Server) -> None:
     """Envoy's ratelimit filter sends the token charges here after the response (fused mode keeps
     the filter for them only: envoy/render.py); decided by the same limiter and store."""
-    add_to_server(RateLimitService(limits.limiter), server)
+    serve_rate_limit_service(limits.limiter, server)
 
 
 def denied(limited: RateLimitResponse, http_status: int, grpc_code: int) -> CheckResponse:
@@ -89,7 +95,7 @@ def denied(limited: RateLimitResponse, http_status: int, grpc_code: int) -> Chec
     )
 
 
-STORE_UNAVAILABLE = denied(responses.STORE_UNAVAILABLE, 503, code_pb2.UNAVAILABLE)
+STORE_DOWN = denied(STORE_UNAVAILABLE, 503, code_pb2.UNAVAILABLE)
 
 
 def with_headers(ok: CheckResponse, headers: list[tuple[str, str]]) -> CheckResponse:
@@ -116,10 +122,10 @@ def check_response(verdict: Verdict, ok: CheckResponse, descriptor_count: int = 
     if verdict.code == OK:
         if verdict.decision is None:  # no window applied, or store down with failure_mode allow
             return ok
-        return with_headers(ok, responses.limit_header_values(verdict.decision))
+        return with_headers(ok, limit_header_values(verdict.decision))
     if verdict.code == UNAVAILABLE:
-        return STORE_UNAVAILABLE
-    return denied(responses.from_verdict(verdict, descriptor_count), 429, code_pb2.RESOURCE_EXHAUSTED)
+        return STORE_DOWN
+    return denied(over_limit_answer(verdict, descriptor_count), 429, code_pb2.RESOURCE_EXHAUSTED)
 
 
 class FusedLimits:
@@ -189,23 +195,8 @@ def add_fused_options(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def limits_config(path: Path | None, unit_limits: Mapping[str, int]) -> RateLimitConfig:
-    """The ratelimit service's config: a file as it is, or the built-in one with the plan defaults."""
-    if path is None:
-        return with_unit_limits(load_config(DEFAULT_CONFIG), unit_limits)
-    return load_config(path)
-
-
 def from_args(args: argparse.Namespace) -> FusedLimits:
     """Built like the ratelimit service builds its limiter (ConfigError, ValueError: bad config or URL)."""
     unit_limits = {"minute": args.rate_limit_minute, "hour": args.rate_limit_hour}
-    store = store_from_url(args.redis_url, args.store_timeout)
-    limiter = Limiter(limits_config(args.ratelimit_config, unit_limits), store, OverLimitCache())
+    limiter = build_limiter(args.redis_url, args.store_timeout, args.ratelimit_config, unit_limits)
     return FusedLimits(limiter)
-
-
-def config_watcher(args: argparse.Namespace, limits: FusedLimits) -> ConfigWatcher | None:
-    """Reloads a --ratelimit-config file on change; the built-in config never changes."""
-    if args.ratelimit_config is None:
-        return None
-    return ConfigWatcher(args.ratelimit_config, limits.limiter.set_config)

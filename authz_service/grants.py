@@ -18,7 +18,7 @@ from authz_service import responses, scopes
 from authz_service.model import KeyRecord
 from authz_service.plans import Plans, token_limits
 from authz_service.sealing import SealingError, SecretBox
-from ratelimit_service import tokens
+from ratelimit_service.embedded import format_token_limits
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def grant_for(record: KeyRecord, plans: Plans, box: SecretBox | None = None) -> 
         own_limits=own_limits(record),
         networks=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in record.allowed_ips),
         signing_secret=signing_secret(record, box),
-        token_limits=tokens.format_limits(token_limits(limits)),
+        token_limits=format_token_limits(token_limits(limits)),
     )
 
 

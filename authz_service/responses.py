@@ -14,7 +14,7 @@ from google.rpc import code_pb2, status_pb2
 from authz_service.model import KeyRecord
 from authz_service.plans import Limits
 from common import errors
-from ratelimit_service import tokens
+from ratelimit_service.embedded import TOKEN_LIMITS_KEY, format_token_limits
 
 OVERWRITE = HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD
 # Credentials stop at the gateway: the upstream only learns who called via x-gateway-*.
@@ -143,9 +143,9 @@ def allowed(record: KeyRecord, limits: Limits) -> CheckResponse:
         metadata["key_rate_limit_hour"] = record.rate_limit_hour
     # Effective token limits (the key's or its plan's), only when there are some: Envoy's token
     # descriptors need this entry, so a key without token limits sends none (no extra call).
-    token_limits = tokens.format_limits({"minute": limits.tokens_per_minute, "day": limits.tokens_per_day})
+    token_limits = format_token_limits({"minute": limits.tokens_per_minute, "day": limits.tokens_per_day})
     if token_limits is not None:
-        metadata[tokens.LIMITS_KEY] = token_limits
+        metadata[TOKEN_LIMITS_KEY] = token_limits
     return CheckResponse(
         status=status_pb2.Status(code=code_pb2.OK),
         ok_response=OkHttpResponse(

@@ -11,10 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from authz_service.plans import Limits, token_limits
-from ratelimit_service.config import DEFAULT_CONFIG, load_config
-from ratelimit_service.limiter import Limiter
-from ratelimit_service.store import store_from_url
-from ratelimit_service.usage import limiter_usage
+from ratelimit_service.embedded import Limiter, build_limiter, limiter_usage
 
 
 class UsageReader:
@@ -23,7 +20,7 @@ class UsageReader:
 
     @classmethod
     def from_url(cls, redis_url: str, config: Path | None = None) -> UsageReader:
-        return cls(Limiter(load_config(config or DEFAULT_CONFIG), store_from_url(redis_url, timeout=0.5)))
+        return cls(build_limiter(redis_url, 0.5, config, remember_denials=False))
 
     async def read(self, key_id: str, plan: str, limits: Limits) -> dict[str, Any] | None:
         """{"usage": {"requests_last_minute", "requests_last_hour", ["tokens_last_minute", …,] "timestamp"},

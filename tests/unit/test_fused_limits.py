@@ -230,7 +230,7 @@ async def test_store_down_follows_the_failure_mode(config, expected: str) -> Non
     if expected == "grant":
         assert answer is grant.ok
     else:
-        assert answer.denied_response == fused.STORE_UNAVAILABLE.denied_response
+        assert answer.denied_response == fused.STORE_DOWN.denied_response
         assert answer.denied_response.status.code == 503
         assert answer.denied_response.body.encode() == responses.STORE_UNAVAILABLE.raw_body
         # The key id too, for the usage log (fused.with_key_id).
