@@ -121,14 +121,17 @@ class UsageStack:
     writer: Proc | None = None
     restarts: list[float] = field(default_factory=list)
 
+    def spawn_writer(self, name: str, http_port: int) -> Proc:
+        args = ["--log", str(self.log_path), "--http-port", str(http_port), "--interval", "0.2"]
+        env = {"DATABASE_URL": self.postgres.url, "AUTHZ_ADMIN_TOKEN": ADMIN_TOKEN}
+        proc = Proc(name, python_module("usage_service", *args), self.run_dir, env)
+        proc.wait_port(http_port, 30)
+        return proc
+
     def start_writer(self) -> float:
         """Start the writer; returns the seconds until its HTTP port answered."""
-        args = ["--log", str(self.log_path), "--http-port", str(self.http_port), "--interval", "0.2"]
-        env = {"DATABASE_URL": self.postgres.url, "AUTHZ_ADMIN_TOKEN": ADMIN_TOKEN}
         started = time.monotonic()
-        name = f"usage-writer-{len(self.restarts)}"
-        self.writer = Proc(name, python_module("usage_service", *args), self.run_dir, env)
-        self.writer.wait_port(self.http_port, 30)
+        self.writer = self.spawn_writer(f"usage-writer-{len(self.restarts)}", self.http_port)
         took = time.monotonic() - started
         self.restarts.append(took)
         return took

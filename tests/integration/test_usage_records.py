@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.authz_fixtures import create_key
+from tests.procs import free_port
 from tests.usage_fixtures import ADMIN_TOKEN, COUNTS, Load, UsageStack, envoy_counts, wait_for
 
 FIGURES = Path(__file__).resolve().parents[2] / ".run" / "usage"
@@ -297,3 +298,40 @@ def test_log_renamed_and_reopened_under_load(usage_stack: UsageStack, database_u
     want = expected(usage_stack, before, tokens)
     took = settled(usage_stack, ids, want, timeout=60)  # the writer moves on after 5 quiet seconds
     record("rotation", {"sent": want["requests"], "stored": want, "caught_up_s": round(took, 2)})
+
+
+def test_a_second_writer_on_the_same_log_counts_nothing_twice(
+    usage_stack: UsageStack, database_url: str
+) -> None:
+    """Two writers racing on one log (a mistake in a deployment): the position's compare-and-set
+    lets one commit each chunk; the other's transaction is refused and it re-reads."""
+    keys, ids = new_keys(database_url, 4)
+    before, tokens = envoy_counts(usage_stack.envoy), usage_stack.upstream.tokens_reported
+    second_port = free_port()
+    second = usage_stack.spawn_writer("usage-writer-second", second_port)
+    try:
+        tally = Load(usage_stack.envoy.url, body_for(keys), 1500).start().join()
+        want = expected(usage_stack, before, tokens)
+        assert "transport" not in tally, tally
+        settled(usage_stack, ids, want)
+        conflicts = [
+            metric(port, "usage_position_conflicts_total") for port in (usage_stack.http_port, second_port)
+        ]
+    finally:
+        second.stop()
+    record("two_writers", {"sent": want["requests"], "stored": want, "refused_commits": conflicts})
+
+
+def metric(port: int, name: str) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+def test_history_costs_no_quota(usage_stack: UsageStack, database_url: str) -> None:
+    keys, _ = new_keys(database_url, 1, rate_limit_minute=1)
+    auth = {"Authorization": f"Bearer {keys[0]}"}
+    codes = [
+        httpx.post(f"{usage_stack.envoy.url}/v1/embed", json={}, headers=auth).status_code for _ in range(2)
+    ]
+    assert codes == [200, 429]
+    assert [get(usage_stack, "/v1/usage/history", headers=auth).status_code for _ in range(3)] == [200] * 3
