@@ -66,11 +66,16 @@ def _bootstrap(listener: dict[str, Any], admin_port: int | None, upstream_port: 
     return config
 
 
+UPSTREAM_TOKENS = "12"  # tokens of one short text, as the real model counts them
+
+
 def tiny_upstream(port: int) -> dict[str, Any]:
     """A native-speed upstream: every path (including /ready) answers 200 with a small JSON body."""
     route = {
         "match": {"prefix": "/"},
         "direct_response": {"status": 200, "body": {"inline_string": UPSTREAM_BODY}},
+        # As the adapter reports a request's tokens: what token limits charge and the usage log keeps.
+        "response_headers_to_add": [{"header": {"key": "x-gateway-tokens", "value": UPSTREAM_TOKENS}}],
     }
     return _bootstrap(_listener(port, [route], []), None, None)
 
@@ -128,11 +133,13 @@ def gateway(
     ratelimit_ports: list[int],
     fused: bool = False,
     tls: tuple[Path, Path] | None = None,
+    usage_log: Path | None = None,
 ) -> Path:
     """The project's template, every sidecar process as one endpoint of its cluster.
 
     `fused`: rendered in fused mode (no ratelimit filter; the authz service decides the limits).
     `tls`: (certificate, key) PEM files: the public listener speaks HTTPS.
+    `usage_log`: Envoy also writes the usage log there (usage_service meters it).
 
     Separate ports, not SO_REUSEPORT: Envoy keeps few long-lived HTTP/2 connections, so a
     shared port balances connections rather than calls (shared/notes/performance.md).
@@ -149,6 +156,8 @@ def gateway(
         overrides["tls_cert"], overrides["tls_key"] = str(tls[0]), str(tls[1])
     if ratelimit_ports:
         overrides["ratelimit_port"] = str(ratelimit_ports[0])
+    if usage_log is not None:
+        overrides["usage_log_path"] = str(usage_log)
     envoy_launcher.write_config(path, overrides)
     config = yaml.safe_load(path.read_text())
     for cluster in config["static_resources"]["clusters"]:

@@ -59,22 +59,28 @@ def store_keys(database_url: str, created: list[str]) -> None:
     asyncio.run(_store(database_url, created))
 
 
-async def _special(database_url: str, master_key: str) -> tuple[str, str, str]:
+TOKEN_BUDGET = 1_000_000_000  # token limits nothing in a benchmark reaches: checked and charged, never hit
+
+
+async def _special(database_url: str, master_key: str) -> tuple[str, str, str, str]:
     store = await PostgresKeyStore.connect(database_url, retry_seconds=30)
     try:
-        signer, allowlisted = generate(2)
+        signer, allowlisted, metered = generate(3)
+        await store.create_key(metered, "bench-metered", OWNER, token_limit_per_minute=TOKEN_BUDGET,
+                               token_limit_per_day=TOKEN_BUDGET)  # fmt: skip
         key_id = new_key_id()
         secret, sealed = new_signing_secret(SecretBox(master_key), key_id)
         await store.create_key(signer, "bench-signed", OWNER, key_id=key_id, signing_secret_enc=sealed)
         networks = ["10.0.0.0/8", "127.0.0.1"]  # the match is on the second network
         await store.create_key(allowlisted, "bench-allowlisted", OWNER, allowed_ips=networks)
-        return signer, secret, allowlisted
+        return signer, secret, allowlisted, metered
     finally:
         await store.close()
 
 
-def store_special_keys(database_url: str, master_key: str) -> tuple[str, str, str]:
-    """A key that signs its requests and one bound to 127.0.0.1: (signing key, secret, allowlisted key)."""
+def store_special_keys(database_url: str, master_key: str) -> tuple[str, str, str, str]:
+    """A key that signs its requests, one bound to 127.0.0.1 and one with token limits:
+    (signing key, its secret, allowlisted key, metered key)."""
     return asyncio.run(_special(database_url, master_key))
 
 

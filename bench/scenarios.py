@@ -88,6 +88,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              key_kind="signed"),
     Scenario("standard-allowlisted", "gateway, key with an IP allowlist", "scaling", "standard", (16,),
              calls=BOTH, key_kind="allowlisted"),
+    Scenario("standard-metered", "gateway, token limits + usage records", "scaling", "standard-metered",
+             (16,), calls=BOTH, key_kind="metered"),
     Scenario("standard-1k-keys", "gateway, 1k keys", "scaling", "standard", (16,), 1_000, calls=BOTH),
     Scenario("standard-100k-keys", "gateway, 100k keys", "scaling", "standard", (16,), 100_000, calls=BOTH),
     Scenario(
@@ -144,8 +146,8 @@ class Shared:
         return self.keys
 
     @cached_property
-    def special_keys(self) -> tuple[str, str, str]:
-        """(signing key, its secret, key allowlisted for 127.0.0.1) in the store."""
+    def special_keys(self) -> tuple[str, str, str, str]:
+        """(signing key, its secret, key allowlisted for 127.0.0.1, key with token limits) in the store."""
         return bench_keys.store_special_keys(self.database_url, SIGNING_MASTER_KEY)
 
     def spec(self, scenario: Scenario, keys: list[str]) -> RequestSpec:
@@ -155,8 +157,9 @@ class Shared:
             # Far more than a cell sends (~1,500 rps × (cell + warm-up)): each signature works once.
             entries = bench_keys.signed_requests(secret, scenario.path, scenario.body, SIGNED_PER_CELL)
             return RequestSpec("POST", scenario.path, scenario.body, (signer,), signed=entries)
-        if scenario.key_kind == "allowlisted":
-            return RequestSpec("POST", scenario.path, scenario.body, (self.special_keys[2],))
+        if scenario.key_kind in ("allowlisted", "metered"):
+            key = self.special_keys[2 if scenario.key_kind == "allowlisted" else 3]
+            return RequestSpec("POST", scenario.path, scenario.body, (key,))
         return scenario.spec(keys)
 
     @cached_property
@@ -210,18 +213,27 @@ Ports = Callable[[Shared, Launcher], list[int]]
 
 
 def _gateway(
-    authz: Ports, ratelimit: Ports, upstream: Callable[[Shared], int], fused: bool = False, tls: bool = False
+    authz: Ports,
+    ratelimit: Ports,
+    upstream: Callable[[Shared], int],
+    fused: bool = False,
+    tls: bool = False,
+    metered: bool = False,
 ) -> Setup:
     """The project's Envoy template; `fused`: rendered without the ratelimit filter (no ratelimit
-    ports); `tls`: HTTPS on the public listener with a self-signed certificate (wrk does not verify)."""
+    ports); `tls`: HTTPS on the public listener with a self-signed certificate (wrk does not verify);
+    `metered`: Envoy writes the usage log and a usage service stores it in Postgres."""
 
     def setup(shared: Shared, own: Launcher) -> Target:
         port, admin = free_port(), free_port()
         authz_ports, ratelimit_ports = authz(shared, own), ratelimit(shared, own)
         path = own.run_dir / "envoy.yaml"
         certificate = self_signed(own.run_dir) if tls else None
+        usage_log = own.run_dir / "usage.jsonl" if metered else None
+        if usage_log is not None:
+            own.usage_writer(shared.database_url, usage_log)
         envoy_configs.gateway(
-            path, port, admin, upstream(shared), authz_ports, ratelimit_ports, fused, certificate
+            path, port, admin, upstream(shared), authz_ports, ratelimit_ports, fused, certificate, usage_log
         )
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         admin_url = f"http://127.0.0.1:{admin}"
@@ -294,6 +306,7 @@ SETUPS: dict[str, Setup] = {
     "standard": _gateway(_real(1, 0), _real(1, 1), _upstream),
     "standard-2proc": _gateway(_real(2, 0), _real(2, 1), _upstream),
     "standard-tls": _gateway(_real(1, 0), _real(1, 1), _upstream, tls=True),
+    "standard-metered": _gateway(_real(1, 0), _real(1, 1), _upstream, metered=True),
     "fused": _gateway(_fused_authz, _no_ports, _upstream, fused=True),
     "fastapi-memory": _fastapi("memory"),
     "fastapi-redis": _fastapi("redis"),

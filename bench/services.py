@@ -135,6 +135,15 @@ class Launcher:
         proc.wait_until(lambda: probes.grpc_serving(f"127.0.0.1:{port}"), 60, "serving")
         return port
 
+    def usage_writer(self, database_url: str, log: Path) -> int:
+        """The usage service (python -m usage_service) metering `log`; its HTTP port."""
+        port = free_port()
+        env = {**QUIET, "DATABASE_URL": database_url, "GATEWAY_USAGE_LOG": str(log),
+               "USAGE_HTTP_PORT": str(port)}  # fmt: skip
+        proc = self.spawn("usage", python_module("usage_service"), env)
+        proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 60, "serving")
+        return port
+
     def ratelimit(self, name: str, redis_url: str) -> int:
         port = free_port()
         env = {

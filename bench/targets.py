@@ -77,6 +77,9 @@ TARGETS: tuple[Target, ...] = (
            "gateway-embed-16", "triton-direct-16", 8, "rps", 0.97),
     Target("TLS vs plain HTTP", "standard path over TLS (keep-alive) >= 0.9x the same in plain HTTP at c=16",
            "standard-tls", "standard", 16, "rps", 0.9),
+    Target("token limits + metering", "gateway rps with token limits (check + charge at stream done) and "
+           "usage records on >= 0.9x the same path without them at c=16", "standard-metered", "standard", 16,
+           "rps", 0.9),
     # Request signing and per-key IP allowlists (issue 17): what they cost next to a plain key.
     Target("signed vs unsigned", "gateway rps with signed requests (body to authz, HMAC, replay check "
            "in Redis) >= 0.8x unsigned at c=16", "standard-signed", "standard", 16, "rps", 0.8, issue=False),
