@@ -153,7 +153,7 @@ class Shared:
     def spec(self, scenario: Scenario, keys: list[str]) -> RequestSpec:
         """What `scenario` sends: its share of `keys`, or a run's worth of signed requests."""
         if scenario.key_kind == "signed":
-            signer, secret, _ = self.special_keys
+            signer, secret = self.special_keys[:2]
             # Far more than a cell sends (~1,500 rps × (cell + warm-up)): each signature works once.
             entries = bench_keys.signed_requests(secret, scenario.path, scenario.body, SIGNED_PER_CELL)
             return RequestSpec("POST", scenario.path, scenario.body, (signer,), signed=entries)

@@ -82,9 +82,9 @@ TARGETS: tuple[Target, ...] = (
            "rps", 0.9),
     # Request signing and per-key IP allowlists (issue 17): what they cost next to a plain key.
     Target("signed vs unsigned", "gateway rps with signed requests (body to authz, HMAC, replay check "
-           "in Redis) >= 0.8x unsigned at c=16", "standard-signed", "standard", 16, "rps", 0.8, issue=False),
+           "in Redis) >= 0.8x unsigned at c=16", "standard-signed", "standard", 16, "rps", 0.8),
     Target("allowlisted vs plain key", "gateway rps with a key bound to client networks >= 0.95x a plain "
-           "key's at c=16", "standard-allowlisted", "standard", 16, "rps", 0.95, issue=False),
+           "key's at c=16", "standard-allowlisted", "standard", 16, "rps", 0.95),
     Target("embed added p50 at c=1", "gateway /v1/embed p50 - Triton direct p50 <= 3 ms at c=1",
            "gateway-embed", "triton-direct", 1, "p50", 3.0, higher_is_better=False),
 )  # fmt: skip
