@@ -202,8 +202,28 @@ def test_envoy_config_is_the_rendering_of_envoy_env_and_is_valid(tmp_path: Path)
         c for c in of_kind("cpu", "ConfigMap") if c["metadata"]["name"].startswith("envoy-config")
     )
     config = tmp_path / "envoy.yaml"
-    config.write_text(config_map["data"]["envoy.yaml"])
+    # Validation opens the usage log (the pod's emptyDir): a folder that exists here.
+    text = config_map["data"]["envoy.yaml"].replace(env["GATEWAY_USAGE_LOG"], str(tmp_path / "usage.jsonl"))
+    config.write_text(text)
     launcher.validate(config)  # envoy --mode validate: exits the test with its message if invalid
+
+
+def test_the_usage_writer_shares_envoys_log_and_names_its_source_by_pod() -> None:
+    spec = dict(pod_specs("cpu"))["gateway"]
+    by_name = {c["name"]: c for c in spec["containers"]}
+    mounts = {c: {m["name"]: m["mountPath"] for m in by_name[c]["volumeMounts"]} for c in ("envoy", "usage")}
+    assert mounts["envoy"]["usage-log"] == mounts["usage"]["usage-log"]
+    log = env_of(by_name["usage"])["GATEWAY_USAGE_LOG"]
+    assert log.startswith(mounts["usage"]["usage-log"] + "/")
+    assert f"GATEWAY_USAGE_LOG={log}" in (DEPLOY / "envoy.env").read_text()
+    source = next(e for e in by_name["usage"]["env"] if e["name"] == "USAGE_SOURCE")
+    assert source["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"  # one writer per pod's log
+    # It stores the last lines of Envoy's drain before the pod and its emptyDir go away.
+    pause = by_name["usage"]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    envoy_done = by_name["envoy"]["lifecycle"]["preStop"]["sleep"]["seconds"] + float(
+        env_of(by_name["envoy"])["ENVOY_DRAIN_SECONDS"]
+    )
+    assert envoy_done < pause < spec["terminationGracePeriodSeconds"]
 
 
 def test_ratelimit_config_is_hot_reloadable_from_its_config_map() -> None:
