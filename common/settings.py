@@ -65,6 +65,14 @@ def positive_int(raw: str) -> int:
     return value
 
 
+def positive_float(raw: str) -> float:
+    """argparse type for intervals and timeouts: a number > 0."""
+    value = float(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {raw}")
+    return value
+
+
 def non_negative_int(raw: str) -> int:
     """argparse type for ports and sizes where 0 means none/off: an integer >= 0."""
     value = int(raw)

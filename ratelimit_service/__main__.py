@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from common import event_loop
 from common.grpc_serving import GrpcApp
-from common.settings import add_option, env_default, non_negative_int, positive_int
+from common.settings import add_option, env_default, non_negative_int, positive_float, positive_int
 from ratelimit_service.config import DEFAULT_CONFIG, ConfigError, RateLimitConfig, load_config
 from ratelimit_service.config.model import with_unit_limits
 from ratelimit_service.limiter import Limiter
@@ -24,13 +24,6 @@ from ratelimit_service.store import store_from_url
 
 log = logging.getLogger("ratelimit_service")
 DEFAULT_MINUTE, DEFAULT_HOUR = 60, 1000
-
-
-def positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {raw}")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

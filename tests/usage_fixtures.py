@@ -21,52 +21,31 @@ import pytest
 
 from tests.envoy_fixtures import EnvoyUnderTest, spawn_envoy
 from tests.procs import Proc, free_port, python_module
+from tests.stub_upstream import StubUpstream
 
 ADMIN_TOKEN = "usage-admin-token"
 COUNTS = ("requests", "tokens", "client_errors", "server_errors", "rate_limited")
 
 
-class TokenUpstream:
+class TokenUpstream(StubUpstream):
     """Stands in for the adapter: POST /v1/… with {"status": s, "tokens": n} answers status s, and
     on 200 the header x-gateway-tokens: n (as the adapter does). Counts the tokens it reported."""
 
     def __init__(self) -> None:
         self.tokens_reported = 0
         self._lock = threading.Lock()
-        self.loop = asyncio.new_event_loop()
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._serve, "127.0.0.1", 0))
-        self.port: int = self.server.sockets[0].getsockname()[1]
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
+        super().__init__()
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                lines = head.decode("latin-1").lower().split("\r\n")
-                length = next((int(x.split(":")[1]) for x in lines if x.startswith("content-length:")), 0)
-                body = await reader.readexactly(length)
-                status, extra = 200, b""
-                if lines[0].split()[1].startswith("/v1/") and body:
-                    asked = json.loads(body)
-                    status = int(asked.get("status", 200))
-                    if status == 200:
-                        extra = b"x-gateway-tokens: %d\r\n" % int(asked.get("tokens", 0))
-                        with self._lock:
-                            self.tokens_reported += int(asked.get("tokens", 0))
-                reply = b'{"ok": true}'
-                writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\n%s" % (status, extra))
-                writer.write(b"content-length: %d\r\n\r\n%s" % (len(reply), reply))
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    def stop(self) -> None:
-        self.loop.call_soon_threadsafe(self.server.close)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
+    async def answer(self, path: str, body: bytes) -> tuple[int, bytes, bytes]:
+        status, extra = 200, b""
+        if path.startswith("/v1/") and body:
+            asked = json.loads(body)
+            status = int(asked.get("status", 200))
+            if status == 200:
+                extra = b"x-gateway-tokens: %d\r\n" % int(asked.get("tokens", 0))
+                with self._lock:
+                    self.tokens_reported += int(asked.get("tokens", 0))
+        return status, extra, b'{"ok": true}'
 
 
 class UsagePostgres:

@@ -15,20 +15,13 @@ import uvicorn
 
 from common import event_loop
 from common.logs import one_line_errors
-from common.settings import add_option, non_negative_int, positive_int
+from common.settings import add_option, non_negative_int, positive_float, positive_int
 from usage_service.http import create_app
 from usage_service.tail import LogTail
 from usage_service.writer import Writer
 
 log = logging.getLogger("usage_service")
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5442/postgres"
-
-
-def positive_float(raw: str) -> float:
-    value = float(raw)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {raw}")
-    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
