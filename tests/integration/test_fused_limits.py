@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,11 +14,15 @@ from pathlib import Path
 import httpx
 import pytest
 
+from authz_service import signing
+from authz_service.sealing import SecretBox
+from authz_service.store import new_key_id, new_signing_secret
 from ratelimit_service import responses
 from stack import envoy as envoy_launcher
 from tests.authz_fixtures import AuthzGateway, bearer, create_key, spawn_authz, write_envoy_config
 from tests.procs import Proc, free_port
 from tests.ratelimit_fixtures import DENY_CONFIG, RedisServer, write_config
+from tests.signing_keys import SIGNING_MASTER_KEY
 
 EMBED, USAGE, PROFILE = "/v1/embed", "/v1/usage", "/auth/profile"
 PLAN_MINUTE = 3  # spawn_authz's RATE_LIMIT_MINUTE, also the session ratelimit service's limit
@@ -203,3 +208,28 @@ def test_store_down_follows_the_config_failure_mode(
             assert client.get(PROFILE, headers=bearer(key)).status_code == 200  # not a limited route
     finally:
         gateway.stop()
+
+
+def test_signed_requests_are_verified_before_they_are_charged(fused: FusedGateway, database_url: str) -> None:
+    """Fused mode: the signed route still sends the body to authz, and a request whose signature
+    fails is refused (401) before any quota is charged."""
+    key_id = new_key_id()
+    secret, sealed = new_signing_secret(SecretBox(SIGNING_MASTER_KEY), key_id)
+    key, _ = create_key(database_url, rate_limit_minute=2, key_id=key_id, signing_secret_enc=sealed)
+    body = b'{"input_text": "fused and signed"}'
+
+    sent_count = iter(range(1000))
+
+    def send(signed_with: str) -> httpx.Response:
+        path, stamp = f"{EMBED}?n={next(sent_count)}", str(int(time.time()))  # each signature new
+        sent = {"X-Signature-Timestamp": stamp,
+                "X-Signature": signing.signature(signed_with, stamp, "POST", path, body)}  # fmt: skip
+        headers = {**bearer(key), "Content-Type": "application/json", **sent}
+        return httpx.post(fused.url + path, content=body, headers=headers, timeout=10)
+
+    refused = [send("ss_" + "x" * 43) for _ in range(3)]  # wrong secret: never charged
+    assert {r.status_code for r in refused} == {401}
+    assert all(r.json()["reason"] == "signature_mismatch" for r in refused)
+    assert [send(secret).status_code for _ in range(2)] == [200, 200]
+    limited = send(secret)
+    assert limited.status_code == 429 and limited.json()["code"] == "RATE_LIMIT_EXCEEDED"
