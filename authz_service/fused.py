@@ -33,6 +33,7 @@ from envoy.type.v3.http_status_pb2 import HttpStatus
 from google.rpc import code_pb2, status_pb2
 
 from authz_service.grants import Grant
+from authz_service.responses import with_key_id
 from common.settings import add_option, env_default, truthy
 from ratelimit_service.embedded import (
     DEFAULT_DOMAIN,
@@ -106,15 +107,6 @@ def with_headers(ok: CheckResponse, headers: list[tuple[str, str]]) -> CheckResp
     for name, value in headers:
         header = add().header  # filled in place: half the cost of building and copying one
         header.key, header.value = name, value
-    return response
-
-
-def with_key_id(denial: CheckResponse, key_id: str) -> CheckResponse:
-    """A refusal of a valid key carries its id in the dynamic metadata (as a grant does), so Envoy's
-    usage log counts it as that key's rate-limited request (docs/usage.md)."""
-    response = CheckResponse()
-    response.CopyFrom(denial)
-    response.dynamic_metadata.fields["key_id"].string_value = key_id
     return response
 
 

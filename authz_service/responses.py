@@ -115,6 +115,16 @@ def address_not_allowed(address: str) -> CheckResponse:
     return denied(403, "Permission denied", detail, errors.PERMISSION_DENIED)
 
 
+def with_key_id(denial: CheckResponse, key_id: str) -> CheckResponse:
+    """A refusal of a known, usable key (scope, address, signature, rate limit) carries its id in
+    the dynamic metadata as a grant does, so Envoy's usage log counts it as that key's client
+    error (docs/usage.md). Revoked, expired and unknown keys are nobody's usage."""
+    response = CheckResponse()
+    response.CopyFrom(denial)
+    response.dynamic_metadata.fields["key_id"].string_value = key_id
+    return response
+
+
 def _set_header(name: str, value: str) -> HeaderValueOption:
     return HeaderValueOption(header=HeaderValue(key=name, value=value), append_action=OVERWRITE)
 

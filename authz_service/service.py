@@ -94,9 +94,11 @@ class AuthorizationService(external_auth_pb2_grpc.AuthorizationServicer):
             metrics.OK.inc()
             if self.limits is not None:
                 return await self.limits.check(request, grant)
-        else:
-            metrics.DENIED.inc()
-        return response
+            return response
+        metrics.DENIED.inc()
+        if response is responses.REVOKED_KEY or response is responses.EXPIRED_KEY:
+            return response
+        return responses.with_key_id(response, grant.key_id)
 
     async def _verify_signature(self, grant: Grant, http: HttpRequest, now: float) -> CheckResponse:
         """grant.ok for a request correctly signed with the key's secret, seen for the first time."""

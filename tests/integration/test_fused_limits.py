@@ -42,6 +42,11 @@ class FusedGateway:
         for proc in reversed(self.procs):
             proc.stop()
 
+    def healthy_clusters(self) -> str:
+        """Envoy's host lines that are healthy and not ejected (<cluster>::<host>::health_flags::healthy)."""
+        lines = httpx.get(f"{self.admin_url}/clusters", timeout=2).text.splitlines()
+        return "\n".join(line for line in lines if line.endswith("::health_flags::healthy"))
+
     def counter(self, name: str) -> int:
         text = httpx.get(f"{self.admin_url}/stats", params={"filter": f"^{name}$"}, timeout=2).text
         return sum(int(line.partition(": ")[2]) for line in text.splitlines() if line.startswith(name))
@@ -213,6 +218,12 @@ def test_store_down_follows_the_config_failure_mode(
 def test_signed_requests_are_verified_before_they_are_charged(fused: FusedGateway, database_url: str) -> None:
     """Fused mode: the signed route still sends the body to authz, and a request whose signature
     fails is refused (401) before any quota is charged."""
+    # The concurrency test may have got the echo upstream ejected (its small accept backlog refuses
+    # connections under load): wait until Envoy routes to it again.
+    deadline = time.monotonic() + 30
+    while "inference_adapter::" not in fused.healthy_clusters():
+        assert time.monotonic() < deadline, "the echo upstream stayed ejected"
+        time.sleep(0.2)
     key_id = new_key_id()
     secret, sealed = new_signing_secret(SecretBox(SIGNING_MASTER_KEY), key_id)
     key, _ = create_key(database_url, rate_limit_minute=2, key_id=key_id, signing_secret_enc=sealed)

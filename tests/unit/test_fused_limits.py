@@ -233,7 +233,7 @@ async def test_store_down_follows_the_failure_mode(config, expected: str) -> Non
         assert answer.denied_response == fused.STORE_DOWN.denied_response
         assert answer.denied_response.status.code == 503
         assert answer.denied_response.body.encode() == responses.STORE_UNAVAILABLE.raw_body
-        # The key id too, for the usage log (fused.with_key_id).
+        # The key id too, for the usage log (responses.with_key_id).
         assert MessageToDict(answer.dynamic_metadata) == {"store": "unavailable", "key_id": grant.key_id}
 
 
