@@ -15,8 +15,9 @@ import grpc
 from ratelimit_service import responses, tokens
 from ratelimit_service.config import DEFAULT_CONFIG, ConfigError, RateLimitConfig, load_config
 from ratelimit_service.config.model import with_unit_limits
-from ratelimit_service.limiter import OK, UNAVAILABLE, Limiter, RequestDescriptor, Verdict
+from ratelimit_service.limiter import OK, UNAVAILABLE, Limiter, Verdict
 from ratelimit_service.local_cache import OverLimitCache
+from ratelimit_service.plan import RequestDescriptor
 from ratelimit_service.reload import ConfigWatcher
 from ratelimit_service.service import RateLimitService, add_to_server
 from ratelimit_service.store import store_from_url

@@ -15,7 +15,8 @@ from envoy.service.ratelimit.v3 import rls_pb2_grpc
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitRequest, RateLimitResponse
 
 from ratelimit_service import responses
-from ratelimit_service.limiter import Limiter, RequestDescriptor
+from ratelimit_service.limiter import Limiter
+from ratelimit_service.plan import RequestDescriptor
 from ratelimit_service.windows import Window
 
 SERVICE = "envoy.service.ratelimit.v3.RateLimitService"

@@ -15,7 +15,8 @@ from typing import Any
 from ratelimit_service import tokens
 from ratelimit_service.config import DEFAULT_CONFIG, RateLimitConfig, load_config
 from ratelimit_service.config.model import DomainConfig
-from ratelimit_service.limiter import Limiter, RequestDescriptor
+from ratelimit_service.limiter import Limiter
+from ratelimit_service.plan import RequestDescriptor
 from ratelimit_service.store.base import WindowStore
 from ratelimit_service.windows import WindowOutcome
 

@@ -24,7 +24,7 @@ import redis
 from envoy.service.ratelimit.v3.rls_pb2 import RateLimitResponse
 from redis.crc import key_slot
 
-from ratelimit_service.limiter import counter_base
+from ratelimit_service.plan import counter_base
 from tests.drills.cluster_topology import FailoverWatch, Topology, topology
 from tests.drills.conftest import DrillLog, Row
 from tests.drills.replicas import peak_rss_mib

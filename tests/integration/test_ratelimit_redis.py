@@ -10,7 +10,7 @@ import secrets
 import pytest
 import redis.asyncio as redis
 
-from ratelimit_service.limiter import counter_base, store_windows
+from ratelimit_service.plan import counter_base, store_windows
 from ratelimit_service.store import MemoryStore, store_from_url
 from ratelimit_service.store.redis import RedisStore
 from ratelimit_service.windows import Window

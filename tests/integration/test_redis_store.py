@@ -11,7 +11,7 @@ import hiredis
 import pytest
 import redis.asyncio as redis
 
-from ratelimit_service.limiter import counter_base, store_windows
+from ratelimit_service.plan import counter_base, store_windows
 from ratelimit_service.store import StoreWindow, store_from_url
 from ratelimit_service.store.redis import RedisStore, window_args
 from ratelimit_service.store.script_pipe import CommandTemplate
