@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
+import time
 
+from authz_service import signing
 from tests.authz_fixtures import assert_error, bearer
 from tests.containers.conftest import Stack
 
@@ -113,3 +116,38 @@ def test_only_the_gateway_port_is_published(stack: Stack) -> None:
     assert published["envoy"].startswith("8000/tcp -> 127.0.0.1:"), published
     # Envoy's admin interface answers inside the compose network only.
     assert stack.envoy_admin("/ready").strip() == "LIVE"
+
+
+def test_signed_requests_token_limits_and_usage_history(stack: Stack) -> None:
+    """Issues 17 and 18 in containers: a signing key with a token limit, its usage on record."""
+    with stack.client() as http:
+        asked = {"name": "signer", "signing": True, "token_limit_per_minute": 100_000}
+        made = http.post("/auth/register", headers={"X-Admin-Token": stack.admin_token}, json=asked)
+        assert made.status_code == 201, made.text
+        key, secret = made.json()["api_key"], made.json()["signing_secret"]
+
+        def signed(method: str, path: str, body: bytes = b"") -> dict[str, str]:
+            stamp = str(int(time.time()))
+            sent = {"X-Signature-Timestamp": stamp,
+                    "X-Signature": signing.signature(secret, stamp, method, path, body)}  # fmt: skip
+            return {**bearer(key), "Content-Type": "application/json", **sent}
+
+        body = json.dumps({"input_text": "signed in a container"}).encode()
+        headers = signed("POST", EMBED, body)
+        ok = http.post(EMBED, content=body, headers=headers)
+        assert ok.status_code == 200, ok.text
+        assert ok.headers["x-ratelimit-limit-tokens"] == "100000" and int(ok.headers["x-gateway-tokens"]) > 0
+        again = http.post(EMBED, content=body, headers=headers)
+        assert again.status_code == 401 and again.json()["reason"] == "signature_replayed"
+        path = "/v1/usage/history?granularity=day"
+        deadline = time.monotonic() + 30
+        while True:  # the usage writer stores Envoy's log lines within a few seconds
+            history = http.get(path, headers=signed("GET", path))
+            assert history.status_code == 200, history.text
+            days = history.json()["data"]
+            if sum(d["requests"] for d in days) >= 2:
+                break
+            assert time.monotonic() < deadline, days
+            time.sleep(1.1)  # a new second: the same GET signed again is a new signature, not a replay
+    assert sum(d["client_errors"] for d in days) == 1  # the replay, counted for the key
+    assert sum(d["tokens"] for d in days) == int(ok.headers["x-gateway-tokens"])
