@@ -134,6 +134,7 @@ def gateway(
     fused: bool = False,
     tls: tuple[Path, Path] | None = None,
     usage_log: Path | None = None,
+    token_charge: str = "envoy",
 ) -> Path:
     """The project's template, every sidecar process as one endpoint of its cluster.
 
@@ -158,6 +159,7 @@ def gateway(
         overrides["ratelimit_port"] = str(ratelimit_ports[0])
     if usage_log is not None:
         overrides["usage_log_path"] = str(usage_log)
+    overrides["token_charge"] = token_charge  # usage: the usage service charges tokens, not Envoy
     envoy_launcher.write_config(path, overrides)
     config = yaml.safe_load(path.read_text())
     for cluster in config["static_resources"]["clusters"]:

@@ -90,6 +90,8 @@ SCENARIOS: tuple[Scenario, ...] = (
              calls=BOTH, key_kind="allowlisted"),
     Scenario("standard-metered", "gateway, token limits + usage records", "scaling", "standard-metered",
              (16,), calls=BOTH, key_kind="metered"),
+    Scenario("standard-metered-batched", "gateway, token limits charged in batches + usage records",
+             "scaling", "standard-metered-batched", (16,), calls=BOTH, key_kind="metered"),
     Scenario("standard-1k-keys", "gateway, 1k keys", "scaling", "standard", (16,), 1_000, calls=BOTH),
     Scenario("standard-100k-keys", "gateway, 100k keys", "scaling", "standard", (16,), 100_000, calls=BOTH),
     Scenario(
@@ -219,10 +221,12 @@ def _gateway(
     fused: bool = False,
     tls: bool = False,
     metered: bool = False,
+    batched_tokens: bool = False,
 ) -> Setup:
     """The project's Envoy template; `fused`: rendered without the ratelimit filter (no ratelimit
     ports); `tls`: HTTPS on the public listener with a self-signed certificate (wrk does not verify);
-    `metered`: Envoy writes the usage log and a usage service stores it in Postgres."""
+    `metered`: Envoy writes the usage log and a usage service stores it in Postgres;
+    `batched_tokens`: that service also charges the tokens (GATEWAY_TOKEN_CHARGE=usage)."""
 
     def setup(shared: Shared, own: Launcher) -> Target:
         port, admin = free_port(), free_port()
@@ -231,9 +235,19 @@ def _gateway(
         certificate = self_signed(own.run_dir) if tls else None
         usage_log = own.run_dir / "usage.jsonl" if metered else None
         if usage_log is not None:
-            own.usage_writer(shared.database_url, usage_log)
+            own.usage_writer(shared.database_url, usage_log, shared.redis_url if batched_tokens else "")
+        charge = "usage" if batched_tokens else "envoy"
         envoy_configs.gateway(
-            path, port, admin, upstream(shared), authz_ports, ratelimit_ports, fused, certificate, usage_log
+            path,
+            port,
+            admin,
+            upstream(shared),
+            authz_ports,
+            ratelimit_ports,
+            fused,
+            certificate,
+            usage_log,
+            charge,
         )
         url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
         admin_url = f"http://127.0.0.1:{admin}"
@@ -307,6 +321,9 @@ SETUPS: dict[str, Setup] = {
     "standard-2proc": _gateway(_real(2, 0), _real(2, 1), _upstream),
     "standard-tls": _gateway(_real(1, 0), _real(1, 1), _upstream, tls=True),
     "standard-metered": _gateway(_real(1, 0), _real(1, 1), _upstream, metered=True),
+    "standard-metered-batched": _gateway(
+        _real(1, 0), _real(1, 1), _upstream, metered=True, batched_tokens=True
+    ),
     "fused": _gateway(_fused_authz, _no_ports, _upstream, fused=True),
     "fastapi-memory": _fastapi("memory"),
     "fastapi-redis": _fastapi("redis"),

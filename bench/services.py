@@ -135,11 +135,14 @@ class Launcher:
         proc.wait_until(lambda: probes.grpc_serving(f"127.0.0.1:{port}"), 60, "serving")
         return port
 
-    def usage_writer(self, database_url: str, log: Path) -> int:
-        """The usage service (python -m usage_service) metering `log`; its HTTP port."""
+    def usage_writer(self, database_url: str, log: Path, charge_tokens_into: str = "") -> int:
+        """The usage service (python -m usage_service) metering `log`; its HTTP port. With
+        `charge_tokens_into` (a Redis URL) it also charges the tokens (GATEWAY_TOKEN_CHARGE=usage)."""
         port = free_port()
         env = {**QUIET, "DATABASE_URL": database_url, "GATEWAY_USAGE_LOG": str(log),
                "USAGE_HTTP_PORT": str(port)}  # fmt: skip
+        if charge_tokens_into:
+            env |= {"GATEWAY_TOKEN_CHARGE": "usage", "REDIS_URL": charge_tokens_into}
         proc = self.spawn("usage", python_module("usage_service"), env)
         proc.wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), 60, "serving")
         return port

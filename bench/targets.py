@@ -80,6 +80,9 @@ TARGETS: tuple[Target, ...] = (
     Target("token limits + metering", "gateway rps with token limits (check + charge at stream done) and "
            "usage records on >= 0.9x the same path without them at c=16", "standard-metered", "standard", 16,
            "rps", 0.9),
+    Target("token limits charged in batches + metering", "the same with GATEWAY_TOKEN_CHARGE=usage (the "
+           "usage service charges tokens per batch, no call after the response) >= 0.9x without them at c=16",
+           "standard-metered-batched", "standard", 16, "rps", 0.9),
     # Request signing and per-key IP allowlists (issue 17): what they cost next to a plain key.
     Target("signed vs unsigned", "gateway rps with signed requests (body to authz, HMAC, replay check "
            "in Redis) >= 0.8x unsigned at c=16", "standard-signed", "standard", 16, "rps", 0.8),

@@ -18,6 +18,7 @@ from typing import Any
 # The sibling modules (envoy/ is not a package: loaded by path, or run as a script).
 sys.path.insert(0, str(Path(__file__).parent))
 from render_tls import check_tls_files, tls_sds, with_tls
+from render_usage import token_charge_mode, usage_log, without_stream_done_charges
 
 __all__ = ["check_tls_files", "render", "tls_sds", "values_from_env"]
 
@@ -41,6 +42,10 @@ DEFAULTS: dict[str, tuple[str, str]] = {
     # A second access log (JSON lines) of the requests ext_authz granted, which usage_service
     # turns into usage records (docs/usage.md). '' = none.
     "usage_log_path": ("GATEWAY_USAGE_LOG", ""),
+    # Who charges a response's tokens to the token limits: `envoy` (the ratelimit filter's policy
+    # applied when the stream is done: one more call per request) or `usage` (the usage service,
+    # in batches from the usage log: no call per request, windows a second or two behind).
+    "token_charge": ("GATEWAY_TOKEN_CHARGE", "envoy"),
     "adapter_host": ("ADAPTER_HOST", "127.0.0.1"),
     "adapter_port": ("ADAPTER_PORT", "8001"),
     # Inference pools, comma-separated host:port. Priority 0 (e.g. GPU) defaults to the one
@@ -273,6 +278,7 @@ def render(values: dict[str, str]) -> str:
     # substitute() raises KeyError on a placeholder without a value: no half-rendered configs.
     text = string.Template(TEMPLATE.read_text()).substitute(filled)
     fused = values["fused_limits"].strip().lower() in ("1", "true", "yes", "on")
+    batched = token_charge_mode(values["token_charge"], values["usage_log_path"]) == "usage"
     access_log = access_log_mode(values["access_log"])
     tls = bool(values["tls_cert"] or values["tls_key"])
     if tls:
@@ -280,12 +286,14 @@ def render(values: dict[str, str]) -> str:
             raise ValueError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY go together: set both or neither")
         if not values["tls_sds_path"]:
             raise ValueError("GATEWAY_TLS_SDS_PATH: where to write the certificate's SDS file is not set")
-    if not fused and access_log == "on" and not tls:
+    if not fused and not batched and access_log == "on" and not tls:
         return text  # the template as written
     # The rest is easier on the parsed bootstrap: parse once, change, write once.
     import yaml  # only here: the default rendering needs nothing outside the standard library
 
     config = yaml.safe_load(text)
+    if batched:  # before fused_limits: with no stream-done policy left, fused mode drops the filter
+        without_stream_done_charges(public_manager(config))
     if fused:
         fused_limits(config)
     with_access_log(config, access_log)
@@ -303,32 +311,6 @@ COMPACT_LOG = (
 
 
 STDOUT_LOG = "envoy.access_loggers.stdout"
-# The usage log's fields. The key id comes from ext_authz's dynamic metadata, never from a request
-# header (a client can send x-gateway-key-id on routes where ext_authz is off); tokens from the
-# adapter's x-gateway-tokens response header; RL in flags = refused by the ratelimit filter.
-USAGE_LOG_FORMAT = {
-    "time": "%START_TIME%", "key_id": "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:key_id)%",
-    "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%", "status": "%RESPONSE_CODE%",
-    "tokens": "%RESP(X-GATEWAY-TOKENS)%", "flags": "%RESPONSE_FLAGS%",
-}  # fmt: skip
-
-
-def usage_log(path: str) -> str:
-    """GATEWAY_USAGE_LOG: a file access log of the requests ext_authz granted (those with a key id
-    in its metadata), as a block-list item for the template's access_log; '' for none (or off)."""
-    if path.strip().lower() in ("", "0", "off", "false", "no"):
-        return ""
-    key_id = {"filter": EXT_AUTHZ, "path": [{"key": "key_id"}], "value": {"present_match": True}}
-    logger = {
-        "name": "envoy.access_loggers.file",
-        "filter": {"metadata_filter": {"matcher": key_id, "match_if_key_not_found": False}},
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
-            "path": path,
-            "log_format": {"json_format": USAGE_LOG_FORMAT},
-        },
-    }
-    return f"\n          - {json.dumps(logger)}"
 
 
 def access_log_mode(mode: str) -> str:

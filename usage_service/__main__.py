@@ -16,6 +16,7 @@ import uvicorn
 from common import event_loop
 from common.logs import one_line_errors
 from common.settings import add_option, non_negative_int, positive_float, positive_int
+from usage_service.charge import TokenCharger
 from usage_service.http import create_app
 from usage_service.tail import LogTail
 from usage_service.writer import Writer
@@ -61,13 +62,32 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser, "--max-batch-bytes", "USAGE_MAX_BATCH_BYTES", 4 << 20,
         "most bytes of log counted in one transaction", non_negative_int,
     )  # fmt: skip
+    add_option(
+        parser, "--token-charge", "GATEWAY_TOKEN_CHARGE", "envoy",
+        "who charges responses' tokens to the token limits: envoy (Envoy, after each response) or usage "
+        "(this service, per batch of the log, into --redis-url)", _charge_mode,
+    )  # fmt: skip
+    add_option(parser, "--redis-url", "REDIS_URL", "redis://127.0.0.1:6390/0",
+               "the rate-limit counters (--token-charge usage)")  # fmt: skip
     add_option(parser, "--log-level", "LOG_LEVEL", "INFO", "logging level")
     args = parser.parse_args(argv)
     if not str(args.log) or str(args.log) == ".":
         parser.error("--log / GATEWAY_USAGE_LOG: the usage log's path is required")
     args.log = args.log.absolute()
     args.source = args.source or str(args.log)
+    if args.token_charge == "usage":
+        try:
+            TokenCharger.from_url(args.redis_url)  # a URL it cannot use: one line now, not at the first batch
+        except ValueError as exc:
+            parser.error(f"--redis-url: {exc}")
     return args
+
+
+def _charge_mode(raw: str) -> str:
+    mode = raw.strip().lower()
+    if mode not in ("envoy", "usage"):
+        raise argparse.ArgumentTypeError(f"must be envoy or usage, got {raw!r}")
+    return mode
 
 
 class _Server(uvicorn.Server):
@@ -78,9 +98,10 @@ class _Server(uvicorn.Server):
 
 async def serve(args: argparse.Namespace) -> None:
     tail = LogTail(args.log, max_bytes=max(args.max_batch_bytes, 64 << 10), settle_s=args.rotation_settle)
+    charger = TokenCharger.from_url(args.redis_url) if args.token_charge == "usage" else None
     writer = Writer(
         args.database_url, tail, args.source, interval_s=args.interval,
-        hourly_retention=timedelta(days=args.hourly_retention_days),
+        hourly_retention=timedelta(days=args.hourly_retention_days), charger=charger,
     )  # fmt: skip
     app = create_app(lambda: writer.store.pool if writer.store else None, writer.state, args.admin_token)
     config = uvicorn.Config(app, host=args.host, port=args.http_port, log_level="warning", access_log=False)

@@ -41,6 +41,8 @@ class Batch:
     hourly: dict[tuple[str, str, datetime], Counts] = field(default_factory=dict)
     records: int = 0
     bad_lines: int = 0
+    # GATEWAY_TOKEN_CHARGE=usage: per key with token limits, (tokens to charge, its limits).
+    token_charges: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def add(self, record: Record) -> None:
         key = (record.key_id, record.route, record.hour)
@@ -49,6 +51,9 @@ class Batch:
             counts = self.hourly[key] = Counts()
         counts.add(record)
         self.records += 1
+        if record.tokens and record.token_limits:
+            tokens, _ = self.token_charges.get(record.key_id, (0, ""))
+            self.token_charges[record.key_id] = (tokens + record.tokens, record.token_limits)
 
     def daily(self) -> dict[tuple[str, str, date], Counts]:
         """The same counts per UTC day (the hour rows roll up into these in the same transaction)."""

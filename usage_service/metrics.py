@@ -11,3 +11,7 @@ POSITION_MOVED = Counter("usage_position_conflicts", "commits refused: another w
 LAG_BYTES = Gauge("usage_log_lag_bytes", "bytes of the current log file not yet committed")
 LAST_COMMIT = Gauge("usage_last_commit_timestamp_seconds", "when the last commit succeeded (unix time)")
 PRUNED = Counter("usage_hourly_rows_pruned", "hourly rows deleted by the retention")
+TOKENS_CHARGED = Counter(
+    "usage_tokens_charged", "tokens charged to token limits (GATEWAY_TOKEN_CHARGE=usage)"
+)
+TOKEN_CHARGE_ERRORS = Counter("usage_token_charge_errors", "token charges that failed outside the store")

@@ -17,6 +17,7 @@ from urllib.parse import unquote
 V1_GROUPS = frozenset({"embed", "embeddings", "detect", "usage"})
 MAX_KEY_ID = 128
 MAX_TOKENS = 10**12  # beyond any real request: a garbage header must not poison a bill
+MAX_TOKEN_LIMITS = 200  # "minute=…,day=…": anything longer is not what ext_authz writes
 
 
 class BadLine(ValueError):
@@ -31,6 +32,7 @@ class Record:
     status: int
     tokens: int
     flags: str
+    token_limits: str = ""  # the key's token limits when it has any (ext_authz metadata, e.g. minute=1000)
 
     @property
     def rate_limited(self) -> bool:
@@ -99,6 +101,7 @@ def parse_line(line: bytes) -> Record:
     tokens = tokens if tokens is not None and 0 <= tokens <= MAX_TOKENS else 0
     path = fields.get("path")
     flags = fields.get("flags")
+    limits = fields.get("token_limits")
     return Record(
         hour=hour_of(fields.get("time")),
         key_id=key_id,
@@ -106,4 +109,5 @@ def parse_line(line: bytes) -> Record:
         status=status,
         tokens=tokens,
         flags=flags if isinstance(flags, str) else "",
+        token_limits=limits if isinstance(limits, str) and len(limits) <= MAX_TOKEN_LIMITS else "",
     )

@@ -19,6 +19,7 @@ import asyncpg
 
 from usage_service import metrics
 from usage_service.aggregate import Batch, aggregate
+from usage_service.charge import TokenCharger
 from usage_service.store import PositionMoved, UsageStore
 from usage_service.tail import Chunk, LogTail, Position
 
@@ -45,6 +46,7 @@ class Writer:
         interval_s: float = 0.5,
         hourly_retention: timedelta = timedelta(days=90),
         prune_every_s: float = 600.0,
+        charger: TokenCharger | None = None,
     ) -> None:
         self.dsn, self.tail, self.source = dsn, tail, source
         self.interval_s = interval_s
@@ -52,6 +54,7 @@ class Writer:
         self.store: UsageStore | None = None
         self.state = WriterState()
         self._next_prune = 0.0
+        self.charger = charger  # GATEWAY_TOKEN_CHARGE=usage: charge each batch's tokens to the limits
 
     def _read(self, position: Position) -> tuple[Chunk, Batch] | None:
         chunk = self.tail.next_chunk(position)
@@ -69,6 +72,9 @@ class Writer:
         chunk, batch = got
         await self.store.commit(self.source, chunk.start, chunk.end, batch)
         self.state.position = chunk.end
+        if self.charger is not None and batch.token_charges:
+            # After the commit: a batch read again after a crash must not be charged twice.
+            await self.charger.charge(batch.token_charges)
         self.state.last_commit = time.time()
         metrics.COMMITS.inc()
         metrics.LAST_COMMIT.set(self.state.last_commit)
@@ -132,6 +138,8 @@ class Writer:
             await _sleep(stop, self.interval_s)
         if self.store is not None:
             await self.store.close()
+        if self.charger is not None:
+            await self.charger.close()
 
 
 async def _sleep(stop: asyncio.Event, seconds: float) -> None:

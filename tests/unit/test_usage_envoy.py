@@ -55,3 +55,35 @@ def test_usage_routes_cost_no_quota_and_export_skips_ext_authz() -> None:
     assert "typed_per_filter_config" not in history  # ext_authz on: the key is needed
     assert export["typed_per_filter_config"]["envoy.filters.http.ext_authz"]["disabled"] is True
     assert "x-gateway-key-id" in export["request_headers_to_remove"]
+
+
+def stream_done_policies(config: dict[str, Any]) -> int:
+    routes = [r for h in render.public_manager(config)["route_config"]["virtual_hosts"] for r in h["routes"]]
+    limits = [r.get("typed_per_filter_config", {}).get(render.RATELIMIT) or {} for r in routes]
+    return sum(bool(p.get("apply_on_stream_done")) for lim in limits for p in lim.get("rate_limits", []))
+
+
+def test_token_charge_usage_drops_envoys_charge_after_the_response() -> None:
+    envoy_charges = bootstrap(usage_log_path="/var/log/usage.jsonl")
+    assert stream_done_policies(envoy_charges) == 2  # the plain and the signed /v1/ route
+    batched = bootstrap(usage_log_path="/var/log/usage.jsonl", token_charge="usage")
+    assert stream_done_policies(batched) == 0
+    [usage] = usage_loggers(batched)
+    fields = usage["typed_config"]["log_format"]["json_format"]
+    assert fields["token_limits"] == "%DYNAMIC_METADATA(envoy.filters.http.ext_authz:token_limits)%"
+    # Fused mode keeps its ratelimit filter only for those charges: with none, the filter goes.
+    fused = bootstrap(usage_log_path="/var/log/usage.jsonl", token_charge="usage", fused_limits="true")
+    filters = [f["name"] for f in render.public_manager(fused)["http_filters"]]
+    assert render.RATELIMIT not in filters and stream_done_policies(fused) == 0
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"token_charge": "usage"}, "set GATEWAY_USAGE_LOG"),
+        ({"token_charge": "redis", "usage_log_path": "/x.jsonl"}, "must be envoy or usage"),
+    ],
+)
+def test_token_charge_settings_that_cannot_work_are_refused(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        bootstrap(**values)

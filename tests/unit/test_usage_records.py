@@ -151,3 +151,15 @@ def test_tail_after_truncation_or_deletion(tmp_path: Path) -> None:
     assert moved is not None and moved.end == Position(identity(log.stat()), 0)
     log.unlink()
     assert tail.next_chunk(Position("", 0)) is None
+
+
+def test_token_charges_are_summed_per_key_with_its_limits() -> None:
+    batch = aggregate([
+        line(key_id="key_a", tokens=5, token_limits="minute=50"),
+        line(key_id="key_a", tokens=7, token_limits="minute=50"),
+        line(key_id="key_b", tokens=9),  # no token limits: nothing to charge
+        line(key_id="key_c", tokens=0, token_limits="day=10"),  # no tokens: nothing to charge
+    ])  # fmt: skip
+    assert batch.token_charges == {"key_a": (12, "minute=50")}
+    assert sum(c.tokens for c in batch.hourly.values()) == 21  # the records count every token
+    assert parse_line(line(token_limits="x" * 500)).token_limits == ""  # not what ext_authz writes
