@@ -10,8 +10,6 @@ import asyncpg
 from common import migrations
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# Any constant works; it only serialises concurrent migrators (several replicas starting).
-MIGRATION_LOCK_ID = 0x6B657973
 
 
 def migration_files() -> list[Path]:
@@ -20,4 +18,4 @@ def migration_files() -> list[Path]:
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """The versions applied now (bare file names; empty when the schema is current)."""
-    return await migrations.migrate(conn, MIGRATIONS_DIR, MIGRATION_LOCK_ID)
+    return await migrations.migrate(conn, MIGRATIONS_DIR)

@@ -10,8 +10,7 @@ import asyncpg
 from common import migrations
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-MIGRATION_LOCK_ID = 0x75736167  # "usag": serialises concurrent starts
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
-    return await migrations.migrate(conn, MIGRATIONS_DIR, MIGRATION_LOCK_ID, prefix="usage/")
+    return await migrations.migrate(conn, MIGRATIONS_DIR, prefix="usage/")
