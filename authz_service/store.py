@@ -144,6 +144,9 @@ class PostgresKeyStore:
     ) -> str:
         """Store `key` unless it exists (the dev key on every start); its id either way, state untouched."""
         async with self._pool.acquire() as conn, conn.transaction():
+            # Replicas starting together with one TEST_API_KEY: the second waits and finds the first's
+            # row instead of failing on the unique key_hash (which crashed a replica at start).
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", keys.hash_key(key))
             key_id = await conn.fetchval("SELECT id FROM api_keys WHERE key_hash = $1", keys.hash_key(key))
             if key_id is not None:
                 return str(key_id)

@@ -132,7 +132,11 @@ class Compose:
     def up(self, scale: dict[str, int] | None = None, profiles: list[str] | None = None) -> None:
         args = [arg for p in profiles or [] for arg in ("--profile", p)] + ["up", "-d", "--no-build"]
         args += [arg for s, n in (scale or {}).items() for arg in ("--scale", f"{s}={n}")]
-        self.run(*args)
+        try:
+            self.run(*args)
+        except RuntimeError as exc:  # say why: a dependency that never got healthy logged it
+            logs = self.run("logs", "--no-color", "--tail", "15", check=False, capture=True)
+            raise RuntimeError(f"{exc}\nlast lines of each container:\n{logs}") from None
 
     def wait_ready(self, timeout: float = 300.0) -> str:
         """Poll Envoy's /ready through the published port; report who is not healthy yet."""

@@ -85,3 +85,14 @@ async def test_add_key_keeps_an_existing_key_untouched(database_url: str) -> Non
         assert record is not None and record.status() is KeyStatus.REVOKED  # a restart does not un-revoke
     finally:
         await store.close()
+
+
+async def test_replicas_adding_one_dev_key_at_once_agree_on_it(database_url: str) -> None:
+    key = keys.generate_key("sk_dev")
+    stores = [await PostgresKeyStore.connect(database_url, retry_seconds=5) for _ in range(4)]
+    try:
+        ids = await asyncio.gather(*(store.add_key(key, name="dev", owner="dev_user") for store in stores))
+    finally:
+        for store in stores:
+            await store.close()
+    assert len(set(ids)) == 1
