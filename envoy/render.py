@@ -18,7 +18,7 @@ from typing import Any
 # The sibling modules (envoy/ is not a package: loaded by path, or run as a script).
 sys.path.insert(0, str(Path(__file__).parent))
 from render_tls import check_tls_files, tls_sds, with_tls
-from render_usage import token_charge_mode, usage_log, without_stream_done_charges
+from render_usage import EXT_AUTHZ, RATELIMIT, token_charge_mode, usage_log, without_stream_done_charges
 
 __all__ = ["check_tls_files", "render", "tls_sds", "values_from_env"]
 
@@ -198,7 +198,6 @@ def public_manager(config: dict[str, Any]) -> dict[str, Any]:
 
 # Fused mode: the ext_authz context extension naming a rate-limited route (authz_service/fused.py).
 FUSED_ROUTE_EXTENSION = "rate_limit_route"
-EXT_AUTHZ, RATELIMIT = "envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit"
 EXT_AUTHZ_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+# The HTTP filters by name (render.py uses them too).
 EXT_AUTHZ, RATELIMIT = "envoy.filters.http.ext_authz", "envoy.filters.http.ratelimit"
 
 # The usage log's fields. The key id comes from ext_authz's dynamic metadata, never from a request

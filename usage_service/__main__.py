@@ -22,12 +22,13 @@ from usage_service.tail import LogTail
 from usage_service.writer import Writer
 
 log = logging.getLogger("usage_service")
+PROG = "python -m usage_service"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5442/postgres"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m usage_service",
+        prog=PROG,
         description="Usage records (docs/usage.md): tails Envoy's usage access log (GATEWAY_USAGE_LOG) and "
         "stores requests, tokens, client/server errors and rate-limited requests per key, route and hour "
         "in Postgres, exactly once; serves GET /v1/usage/history and the admin export GET /admin/usage.",
@@ -75,11 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--log / GATEWAY_USAGE_LOG: the usage log's path is required")
     args.log = args.log.absolute()
     args.source = args.source or str(args.log)
-    if args.token_charge == "usage":
-        try:
-            TokenCharger.from_url(args.redis_url)  # a URL it cannot use: one line now, not at the first batch
-        except ValueError as exc:
-            parser.error(f"--redis-url: {exc}")
     return args
 
 
@@ -96,9 +92,8 @@ class _Server(uvicorn.Server):
         yield  # main() owns SIGTERM/SIGINT and stops the server itself
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: argparse.Namespace, charger: TokenCharger | None = None) -> None:
     tail = LogTail(args.log, max_bytes=max(args.max_batch_bytes, 64 << 10), settle_s=args.rotation_settle)
-    charger = TokenCharger.from_url(args.redis_url) if args.token_charge == "usage" else None
     writer = Writer(
         args.database_url, tail, args.source, interval_s=args.interval,
         hourly_retention=timedelta(days=args.hourly_retention_days), charger=charger,
@@ -122,7 +117,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     one_line_errors("asyncpg.pool")
-    event_loop.run(serve(args))
+    charger = None
+    if args.token_charge == "usage":
+        try:  # a URL it cannot use: one line now, not at the first batch
+            charger = TokenCharger.from_url(args.redis_url)
+        except ValueError as exc:
+            raise SystemExit(f"{PROG}: error: --redis-url: {exc}") from None
+    event_loop.run(serve(args, charger))
 
 
 if __name__ == "__main__":
